@@ -32,3 +32,16 @@ class CurationRecord:
     extra_hand_path: str | None = None  # optional second hand source for the same clip (SPEC §2)
     key: str = ""  # shard key (no dots); adapters build it with slp.data.schema.make_key
 
+
+@dataclass
+class AnnotationReject:
+    """An annotation entry an adapter could not turn into a record (empty text, bad cue, malformed row…).
+
+    It goes to ``rejects.parquet`` with its reason, like a record whose pose fails, so counts reconcile.
+    """
+
+    dataset: str
+    split: str
+    source_id: str
+    reason: str  # short machine-readable reason, e.g. "empty_text", "reversed_cue"
+    detail: str = ""  # human-readable: the file, the line or cue, what was wrong

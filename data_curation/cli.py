@@ -1,0 +1,88 @@
+"""``slp-curate``: build SL-1.5M-style shards and look at what they hold.
+
+    slp-curate synthetic --out runs/synthetic [num_glosses=40 num_signers=12 ...]
+    slp-curate render POSE_OR_SHARD --out runs/render/football [--key KEY] [--fps 25 --width 1280 --height 720]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from slp.config import ConfigError, load_config
+
+
+def _synthetic(args: argparse.Namespace) -> None:
+    from slp.synthetic import SyntheticConfig, write_synthetic_corpus
+
+    cfg = load_config(SyntheticConfig, args.config, args.overrides)
+    summary = write_synthetic_corpus(args.out, cfg)
+    print(f"{summary['samples']} synthetic samples in {len(summary['shards'])} shards under {args.out}")
+    for name, count in summary["by_kind_and_split"].items():
+        print(f"  {name:<20} {count:>6}")
+
+
+def _load_render_input(args: argparse.Namespace):
+    """(pose (T, 79, 3) in shard coordinates, width, height, fps, name) from a pose file or a shard."""
+    from slp.data.shards import iter_samples
+    from slp.pose.readers import read_pose, to_shard_pose
+
+    path = Path(args.input)
+    if path.suffix == ".tar":
+        for sample in iter_samples([path]):
+            if args.key in (None, sample.key):
+                m = sample.meta
+                return sample.pose, m.width, m.height, m.fps, sample.key
+        raise SystemExit(f"{path}: no valid sample {args.key or ''} in this shard")
+    seq = read_pose(path, args.format, fps=args.fps, width=args.width, height=args.height,
+                    allow_pickle=args.allow_pickle, key=args.key)
+    return to_shard_pose(seq), seq.width, seq.height, seq.fps, path.stem
+
+
+def _render(args: argparse.Namespace) -> None:
+    from slp.render import render_animation, render_contact_sheet
+
+    pose, width, height, fps, name = _load_render_input(args)
+    out = Path(args.out)
+    animation = render_animation(pose, out.with_name(out.name + args.animation), width=width, height=height, fps=fps)
+    sheet = render_contact_sheet(pose, out.with_name(out.name + "_sheet.png"), width=width, height=height)
+    print(f"{name}: {len(pose)} frames → {animation}, {sheet}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slp-curate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    syn = sub.add_parser("synthetic", help="write the procedural synthetic signer corpus as shards")
+    syn.add_argument("--out", required=True, help="output folder (shards/, manifest.parquet, summary.json)")
+    syn.add_argument("--config", help="YAML of slp.synthetic.SyntheticConfig fields")
+    syn.add_argument("overrides", nargs="*", help="key=value overrides of the config")
+    syn.set_defaults(run=_synthetic)
+
+    ren = sub.add_parser("render", help="draw a 79-point sequence as GIF/MP4 and a contact-sheet PNG")
+    ren.add_argument("input", help="a pose file (.pose, MMPose .json, .npy, .npz, .pkl) or a shard .tar")
+    ren.add_argument("--out", required=True, help="output prefix: PREFIX.gif and PREFIX_sheet.png")
+    ren.add_argument("--key", help="sample key inside a shard or a pickle collection")
+    ren.add_argument("--format", default="auto", help="pose file format (auto from the suffix)")
+    ren.add_argument("--fps", type=float, help="for files that do not record it")
+    ren.add_argument("--width", type=int, help="frame width, for files that do not record it")
+    ren.add_argument("--height", type=int, help="frame height, for files that do not record it")
+    ren.add_argument("--allow-pickle", action="store_true", help="read SLRT pickles (they can run code)")
+    ren.add_argument("--animation", choices=[".gif", ".mp4"], default=".gif")
+    ren.set_defaults(run=_render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

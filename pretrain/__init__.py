@@ -1,0 +1,1 @@
+"""Pre-training on DeepSpeed (``deepspeed pretrain/run.py --config configs/pretrain/X.yaml``)."""

@@ -1,0 +1,131 @@
+"""Shard format: exact round trip, deterministic bytes, atomic writes, and a reader that skips and reports."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from slp.data.schema import Sample, SampleMeta, make_key
+from slp.data.shards import (
+    ReadStats,
+    ShardWriter,
+    encode_sample,
+    iter_samples,
+    manifest_row,
+    read_manifest,
+    write_manifest,
+    write_shard,
+    write_summary,
+)
+from slp.pose.readers import PoseSequence, to_shard_pose
+
+
+def _sample(i: int, rng, paired: bool = True, frames: int = 12) -> Sample:
+    kp = np.concatenate([rng.uniform(0, 1920, (frames, 133, 1)), rng.uniform(0, 1080, (frames, 133, 1)),
+                         rng.uniform(0, 1, (frames, 133, 1))], axis=-1).astype(np.float32)
+    meta = SampleMeta(dataset="wlasl", split="train", sign_language="ASL", text_language="en" if paired else "",
+                      source_id=f"0{i:04d}", fps=25.0, width=1920, height=1080, signer="7", frame_start=3,
+                      frame_end=3 + frames, text="This word is book." if paired else "", gloss="book", label=i,
+                      paired=paired)
+    pose = to_shard_pose(PoseSequence(kp, 25.0, 1920, 1080))
+    return Sample(make_key("wlasl", "train", f"0{i:04d}.mp4"), pose, meta), kp
+
+
+def test_keys_have_no_dots():
+    assert make_key("how2sign", "-d5dN54tH2E_0-1-rgb_front.mp4") == "how2sign_-d5dN54tH2E_0-1-rgb_front-mp4"
+    rng = np.random.default_rng(0)
+    sample, _ = _sample(0, rng)
+    sample.key = "a.b"
+    with pytest.raises(ValueError, match="dots"):
+        encode_sample(sample)
+
+
+def test_round_trip_within_half_a_pixel_at_1920(tmp_path):
+    rng = np.random.default_rng(0)
+    pairs = [_sample(i, rng, paired=i % 2 == 0) for i in range(5)]
+    write_shard(tmp_path / "s-000000.tar", [s for s, _ in pairs])
+    read = {s.key: s for s in iter_samples([tmp_path / "s-000000.tar"])}
+    assert len(read) == 5
+    for sample, kp in pairs:
+        got = read[sample.key]
+        pixels = got.pose[..., :2].astype(np.float64) * [1920, 1080]
+        kept = kp[:, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10] + list(range(23, 40)) + [53] + list(range(83, 133))]
+        assert np.abs(pixels - kept[..., :2]).max() <= 0.5
+        assert got.meta == sample.meta
+        assert got.text == sample.text
+
+
+def test_writer_rolls_shards_atomically_and_deterministically(tmp_path):
+    rng = np.random.default_rng(1)
+    samples = [_sample(i, rng)[0] for i in range(7)]
+    for out in ("a", "b"):
+        with ShardWriter(tmp_path / out, prefix="syn", max_samples=3) as writer:
+            for s in samples:
+                writer.write(s)
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["syn-000000.tar", "syn-000001.tar", "syn-000002.tar"]  # no temporary files left
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    writer = ShardWriter(tmp_path / "c")
+    writer.write(samples[0])
+    with pytest.raises(ValueError, match="duplicate"):
+        writer.write(samples[0])
+
+
+def _add(tar, name, data: bytes):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def test_truncated_shard_and_nan_sample_are_skipped_counted_and_reported(tmp_path, caplog):
+    rng = np.random.default_rng(2)
+    good = [_sample(i, rng)[0] for i in range(4)]
+    write_shard(tmp_path / "s-000000.tar", good[:2])
+    # A shard with a NaN sample between two good ones, written without the writer's validation.
+    with tarfile.open(tmp_path / "s-000001.tar", "w") as tar:
+        for sample in (good[2], None, good[3]):
+            if sample is None:
+                bad = np.zeros((5, 79, 3), dtype=np.float16)
+                bad[1, 2, 0] = np.nan
+                buf = io.BytesIO()
+                np.save(buf, bad)
+                _add(tar, "bad_nan.pose.npy", buf.getvalue())
+                _add(tar, "bad_nan.json", json.dumps(good[0].meta.to_json()).encode())
+                _add(tar, "bad_nan.txt", b"x")
+                continue
+            for ext, data in encode_sample(sample).items():
+                _add(tar, f"{sample.key}.{ext}", data)
+    # Two shards cut short: at a tar block boundary (reads as a short archive) and inside a member.
+    for name, cut in (("s-000002.tar", 0), ("s-000003.tar", 100)):
+        write_shard(tmp_path / name, [_sample(10 + i, rng)[0] for i in range(3)])
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: len(data) // 2 + cut])
+    stats = ReadStats()
+    with caplog.at_level("WARNING"):
+        keys = [s.key for s in iter_samples(sorted(tmp_path.glob("*.tar")), stats)]
+    assert set(k.key for k in good) <= set(keys) and "bad_nan" not in keys
+    assert stats.rejected == 1 and stats.truncated_shards == 2 and stats.lost_to_truncation <= 2
+    assert stats.samples == len(keys)
+    reasons = {(e["shard"].rsplit("/", 1)[-1], e["key"]): e["reason"] for e in stats.errors}
+    assert "non-finite" in reasons[("s-000001.tar", "bad_nan")]
+    for name in ("s-000002.tar", "s-000003.tar"):
+        assert any(shard == name and "tar" in r for (shard, _), r in reasons.items())
+        assert name in caplog.text
+    assert "bad_nan" in caplog.text
+
+
+def test_manifest_and_summary(tmp_path):
+    rng = np.random.default_rng(3)
+    samples = [_sample(i, rng, paired=i != 1)[0] for i in range(3)]
+    assert write_manifest((manifest_row(s, "s-000000.tar") for s in samples), tmp_path / "manifest.parquet") == 3
+    rows = read_manifest(tmp_path / "manifest.parquet").to_pylist()
+    assert [r["key"] for r in rows] == [s.key for s in samples]
+    assert rows[0]["frames"] == 12 and rows[0]["text_length"] == len("This word is book.")
+    assert rows[1]["paired"] is False and rows[1]["text_length"] == 0
+    write_summary(tmp_path / "summary.json", {"samples": 3, "text": "ü"})
+    assert json.loads((tmp_path / "summary.json").read_text(encoding="utf-8")) == {"samples": 3, "text": "ü"}
