@@ -1,0 +1,131 @@
+"""SignPoseEncoder: per-frame pose embedding + unshared manual and non-manual transformer encoders.
+
+F_SE = concat(manual encoder(manual frame features), non-manual encoder(non-manual frame features)), a
+``t × (d1 + d2)`` sequence (paper §III-B). This is the object pre-training exports and every fine-tuning head
+starts from: :meth:`SignPoseEncoder.save_pretrained` writes ``model.safetensors`` and ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from slp.config import from_dict
+from slp.models.gcn import PoseEmbedding, PoseEmbeddingConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class StreamConfig:
+    """One transformer stream (manual or non-manual)."""
+
+    width: int = 1024  # d1 (manual) or d2 (non-manual)
+    num_layers: int = 8
+    num_heads: int = 16
+    ffn_ratio: float = 4.0
+
+
+@dataclass
+class SignEncoderConfig:
+    embedding: PoseEmbeddingConfig = field(default_factory=PoseEmbeddingConfig)
+    manual: StreamConfig = field(default_factory=lambda: StreamConfig(width=1024))
+    non_manual: StreamConfig = field(default_factory=lambda: StreamConfig(width=1536))
+    positions: str = "learned"  # "learned" | "sinusoidal"
+    max_frames: int = 256
+    dropout: float = 0.1
+    use_manual: bool = True  # Table XV ablations: switch a stream off
+    use_non_manual: bool = True
+
+
+def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
+    table = torch.zeros(length, width)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: width // 2])
+    return table
+
+
+class StreamEncoder(nn.Module):
+    """Input projection, positions, and a pre-norm transformer encoder with a padding mask."""
+
+    def __init__(self, in_dim: int, cfg: StreamConfig, positions: str, max_frames: int, dropout: float):
+        super().__init__()
+        self.input = nn.Linear(in_dim, cfg.width)
+        if positions == "learned":
+            self.positions = nn.Parameter(torch.zeros(max_frames, cfg.width))
+            nn.init.normal_(self.positions, std=0.02)
+        elif positions == "sinusoidal":
+            self.register_buffer("positions", sinusoidal_positions(max_frames, cfg.width), persistent=False)
+        else:
+            raise ValueError(f"positions {positions!r} is not 'learned' or 'sinusoidal'")
+        layer = nn.TransformerEncoderLayer(
+            cfg.width, cfg.num_heads, int(cfg.width * cfg.ffn_ratio), dropout, activation="gelu",
+            batch_first=True, norm_first=True,
+        )
+        # Nested tensors would drop padded positions and change the output shape; keep dense tensors.
+        self.encoder = nn.TransformerEncoder(layer, cfg.num_layers, norm=nn.LayerNorm(cfg.width),
+                                             enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        if t > self.positions.shape[0]:
+            raise ValueError(f"{t} frames exceed max_frames={self.positions.shape[0]}")
+        h = self.input(x) + self.positions[:t]
+        return self.encoder(h, src_key_padding_mask=~frame_mask)
+
+
+class SignPoseEncoder(nn.Module):
+    """``(B, T, 79, 3)`` normalised poses + ``(B, T)`` valid-frame mask → F_SE ``(B, T, output_dim)``."""
+
+    def __init__(self, cfg: SignEncoderConfig):
+        super().__init__()
+        if not (cfg.use_manual or cfg.use_non_manual):
+            raise ValueError("at least one of use_manual / use_non_manual must be on")
+        self.config = cfg
+        self.embedding = PoseEmbedding(cfg.embedding)
+        args = (cfg.positions, cfg.max_frames, cfg.dropout)
+        self.manual = StreamEncoder(cfg.embedding.manual_dim, cfg.manual, *args) if cfg.use_manual else None
+        self.non_manual = (
+            StreamEncoder(cfg.embedding.non_manual_dim, cfg.non_manual, *args) if cfg.use_non_manual else None
+        )
+
+    @property
+    def output_dim(self) -> int:
+        return (self.config.manual.width if self.manual else 0) + (
+            self.config.non_manual.width if self.non_manual else 0
+        )
+
+    def forward(self, pose: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        manual, non_manual = self.embedding(pose)
+        streams = []
+        if self.manual is not None:
+            streams.append(self.manual(manual, frame_mask))
+        if self.non_manual is not None:
+            streams.append(self.non_manual(non_manual, frame_mask))
+        out = torch.cat(streams, dim=-1)
+        return out.masked_fill(~frame_mask[..., None], 0.0)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, directory / WEIGHTS_NAME)
+        (directory / CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> SignPoseEncoder:
+        directory = Path(directory)
+        cfg = from_dict(SignEncoderConfig, json.loads((directory / CONFIG_NAME).read_text()), str(directory))
+        model = cls(cfg)
+        model.load_state_dict(load_file(directory / WEIGHTS_NAME))
+        return model
