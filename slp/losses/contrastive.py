@@ -70,12 +70,13 @@ class SymmetricInfoNCE(nn.Module):
 
     def __init__(self, temperature_init: float = 0.07, min_temperature: float = 0.01, max_temperature: float = 1.0):
         super().__init__()
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature_init)))
+        # Shape (1,), not a scalar: DeepSpeed broadcasts parameters as byte views, which 0-dim tensors refuse.
+        self.log_temperature = nn.Parameter(torch.full((1,), math.log(temperature_init)))
         self.min_log, self.max_log = math.log(min_temperature), math.log(max_temperature)
 
     @property
     def temperature(self) -> torch.Tensor:
-        return self.log_temperature.clamp(self.min_log, self.max_log).exp()
+        return self.log_temperature.clamp(self.min_log, self.max_log).exp()[0]
 
     def forward(self, similarity: torch.Tensor) -> torch.Tensor:
         logits = similarity / self.temperature

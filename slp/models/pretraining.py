@@ -105,7 +105,7 @@ class PretrainingModel(nn.Module):
         sign, sign_mask, text, text_mask, paired = gather_features(sign, sign_mask, text, text_mask, paired)
         keep = paired.nonzero().squeeze(1)
         if keep.numel() < 2:  # no negatives: the term is absent, but the graph still reaches its parameters
-            return 0.0 * (sign.sum() + text.sum() + self.contrastive.log_temperature)
+            return 0.0 * (sign.sum() + text.sum() + self.contrastive.log_temperature.sum())
         similarity = self.similarity(sign[keep], sign_mask[keep], text[keep], text_mask[keep])
         return self.contrastive(similarity)
 

@@ -1,0 +1,168 @@
+"""Streaming pre-training loader over SL-1.5M shards (webdataset), deterministic and exactly resumable.
+
+Each rank reads its own shards — the epoch's shard order is a permutation drawn from ``(seed, epoch)``, split
+round-robin by rank, then by dataloader worker — decodes and validates samples (invalid ones are logged,
+counted and skipped), filters them by dataset / split and by a stable hash of the key for the data-fraction
+ablation, shuffles through a buffer, groups samples of similar length into batches (less padding), crops
+clips to ``max_frames`` and pads the batch. Normalisation and masking are then done once per batch with
+tensor ops. Every random choice comes from generators seeded by ``(seed, epoch, rank, worker)`` or by the
+batch index, so the stream is a pure function of the config: a resumed run skips the batches it had
+consumed and continues exactly.
+
+Training is counted in steps: each rank's stream runs through epoch after epoch, so ranks with a different
+number of samples in an epoch never wait for one another.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from slp.data.schema import Sample
+from slp.data.shards import ReadStats, iter_samples
+from slp.losses.masking import hierarchical_mask
+from slp.pose.normalize import normalize_pose
+from slp.text.mbart import MBartTextTokenizer
+
+
+@dataclass
+class PretrainDataConfig:
+    shards: list[str] = field(default_factory=list)  # glob patterns of shard files
+    datasets: list[str] = field(default_factory=list)  # keep only these datasets (empty: all)
+    splits: list[str] = field(default_factory=lambda: ["train"])
+    exclude: list[str] = field(default_factory=list)  # "dataset/split" pairs never read (downstream tests)
+    data_fraction: float = 1.0  # α of Table XIII: a stable subset chosen by key hash
+    max_frames: int = 256
+    max_text_tokens: int = 128
+    batch_size: int = 32  # per rank
+    shuffle_buffer: int = 1000
+    bucket_batches: int = 8  # batches sorted by length together
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class Batch:
+    pose: torch.Tensor  # (B, T, 79, 3) normalised
+    frame_mask: torch.Tensor  # (B, T) True = valid frame
+    joint_mask: torch.Tensor  # (B, T, 79) True = masked for reconstruction
+    input_ids: torch.Tensor  # (B, m) text tokens ([w.., </s>, lang]; a lone </s> + pad for unpaired samples)
+    text_mask: torch.Tensor  # (B, m)
+    paired: torch.Tensor  # (B,)
+    keys: list[str]
+
+
+def expand_shards(patterns: list[str]) -> list[str]:
+    paths = sorted({p for pattern in patterns for p in glob.glob(pattern)})
+    if not paths:
+        raise FileNotFoundError(f"no shard matches {patterns}")
+    return paths
+
+
+def key_fraction(key: str) -> float:
+    """A stable number in [0, 1) per key (the same on every rank, epoch and run)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
+
+
+class PretrainStream(IterableDataset):
+    """Infinite stream of collated (not yet normalised) batches for one rank."""
+
+    def __init__(self, cfg: PretrainDataConfig, tokenizer: MBartTextTokenizer, rank: int = 0, world_size: int = 1,
+                 mask_ratio: float = 0.4):
+        super().__init__()
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.rank, self.world_size, self.mask_ratio = rank, world_size, mask_ratio
+        self.shards = expand_shards(cfg.shards)
+        readers = world_size * max(1, cfg.num_workers)
+        if len(self.shards) < readers:
+            raise ValueError(f"{len(self.shards)} shards for {world_size} ranks × {max(1, cfg.num_workers)} "
+                             f"workers: every reader needs at least one shard (write smaller shards)")
+        self.excluded = {tuple(e.split("/", 1)) for e in cfg.exclude}
+        self.stats = ReadStats()
+
+    def keep(self, sample: Sample) -> bool:
+        m = self.cfg
+        meta = sample.meta
+        return ((not m.datasets or meta.dataset in m.datasets) and (not m.splits or meta.split in m.splits)
+                and (meta.dataset, meta.split) not in self.excluded
+                and (m.data_fraction >= 1.0 or key_fraction(sample.key) < m.data_fraction))
+
+    def epoch_shards(self, epoch: int, worker: int, workers: int) -> list[str]:
+        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.shards))
+        mine = [self.shards[i] for i in order][self.rank :: self.world_size]
+        return mine[worker::workers]
+
+    def epoch_samples(self, epoch: int, worker: int, workers: int) -> Iterator[Sample]:
+        rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, worker, 1])
+        samples = (s for s in iter_samples(self.epoch_shards(epoch, worker, workers), self.stats) if self.keep(s))
+        buffer: list[Sample] = []
+        for sample in samples:  # shuffle buffer: emit a random element once the buffer is full
+            buffer.append(sample)
+            if len(buffer) >= self.cfg.shuffle_buffer:
+                yield buffer.pop(int(rng.integers(len(buffer))))
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def epoch_batches(self, epoch: int, worker: int, workers: int) -> Iterator[list[Sample]]:
+        """Length-aware batching: sort a pool of ``bucket_batches`` batches by length, cut, shuffle the batches."""
+        rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, worker, 2])
+        pool_size = self.cfg.batch_size * self.cfg.bucket_batches
+        stream = self.epoch_samples(epoch, worker, workers)
+        while pool := list(itertools.islice(stream, pool_size)):
+            pool.sort(key=lambda s: len(s.pose))
+            batches = [pool[i : i + self.cfg.batch_size] for i in range(0, len(pool), self.cfg.batch_size)]
+            for i in rng.permutation(len(batches)):
+                if len(batches[i]) == self.cfg.batch_size:  # a short tail would change the batch shape
+                    yield batches[i]
+
+    def collate(self, samples: list[Sample], rng: np.random.Generator) -> dict:
+        lengths = [min(len(s.pose), self.cfg.max_frames) for s in samples]
+        t = max(lengths)
+        pose = np.zeros((len(samples), t, 79, 3), dtype=np.float16)
+        for i, (s, n) in enumerate(zip(samples, lengths)):
+            start = int(rng.integers(len(s.pose) - n + 1))  # random crop of long clips
+            pose[i, :n] = s.pose[start : start + n]
+        frame_mask = torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]
+        texts = [s.meta.text if s.meta.paired else "" for s in samples]
+        languages = [s.meta.text_language if s.meta.paired else "en" for s in samples]
+        input_ids, text_mask = self.tokenizer(texts, languages)
+        return {"pose": torch.from_numpy(pose), "frame_mask": frame_mask, "input_ids": input_ids,
+                "text_mask": text_mask, "paired": torch.tensor([s.meta.paired for s in samples]),
+                "keys": [s.key for s in samples]}
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        for epoch in itertools.count():
+            rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, worker, 3])
+            for samples in self.epoch_batches(epoch, worker, workers):
+                yield self.collate(samples, rng)
+
+
+def prepare_batch(raw: dict, mask_ratio: float, seed: int, rank: int, index: int) -> Batch:
+    """Batched normalisation and masking; the mask depends only on (seed, rank, batch index)."""
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank, index]).generate_state(1)[0]))
+    frame_mask = raw["frame_mask"]
+    return Batch(pose=normalize_pose(raw["pose"]), frame_mask=frame_mask,
+                 joint_mask=hierarchical_mask(frame_mask, mask_ratio, generator=generator),
+                 input_ids=raw["input_ids"], text_mask=raw["text_mask"], paired=raw["paired"], keys=raw["keys"])
+
+
+def pretrain_batches(cfg: PretrainDataConfig, tokenizer: MBartTextTokenizer, *, rank: int = 0, world_size: int = 1,
+                     mask_ratio: float = 0.4, skip: int = 0) -> Iterator[Batch]:
+    """Normalised, masked batches for one rank, starting after ``skip`` consumed batches."""
+    stream = PretrainStream(cfg, tokenizer, rank, world_size, mask_ratio)
+    # Its own generator: a DataLoader otherwise draws its base seed from the global torch RNG, which would
+    # shift dropout after a resume restored that RNG.
+    loader = DataLoader(stream, batch_size=None, num_workers=cfg.num_workers,
+                        persistent_workers=cfg.num_workers > 0, generator=torch.Generator().manual_seed(cfg.seed))
+    for index, raw in enumerate(loader):
+        if index >= skip:
+            yield prepare_batch(raw, mask_ratio, cfg.seed, rank, index)
