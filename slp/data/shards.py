@@ -152,6 +152,27 @@ class ShardWriter:
             self.close()
 
 
+_NPY_HEADER = re.compile(rb"'descr':\s*'([^']+)',\s*'fortran_order':\s*False,\s*'shape':\s*\(([0-9, ]*)\)")
+
+
+def load_npy(data: bytes) -> np.ndarray:
+    """A C-order ``.npy`` from bytes without np.load's generic header evaluation (a third of decode time)."""
+    if data[:6] != b"\x93NUMPY":
+        raise InvalidSample("pose.npy is not a .npy file")
+    major = data[6]
+    size_bytes = 2 if major == 1 else 4
+    header_len = int.from_bytes(data[8 : 8 + size_bytes], "little")
+    start = 8 + size_bytes
+    match = _NPY_HEADER.search(data[start : start + header_len])
+    if match is None:  # Fortran order or an unusual header: let numpy handle it
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    shape = tuple(int(x) for x in match.group(2).split(b",") if x.strip())
+    try:
+        return np.frombuffer(data, dtype=match.group(1).decode(), offset=start + header_len).reshape(shape)
+    except ValueError as exc:
+        raise InvalidSample(f"unreadable pose.npy ({exc})") from exc
+
+
 def decode_sample(raw: dict[str, Any]) -> Sample:
     """A webdataset sample dict (bytes per extension, ``__key__``) → validated :class:`Sample`."""
     key = raw.get("__key__", "?")
@@ -163,7 +184,7 @@ def decode_sample(raw: dict[str, Any]) -> Sample:
     except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
         raise InvalidSample(f"unreadable json ({exc})") from exc
     try:
-        pose = np.load(io.BytesIO(raw["pose.npy"]), allow_pickle=False)
+        pose = load_npy(raw["pose.npy"])
     except (ValueError, OSError, EOFError) as exc:
         raise InvalidSample(f"unreadable pose.npy ({exc})") from exc
     if pose.dtype != POSE_DTYPE:

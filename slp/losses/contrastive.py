@@ -3,7 +3,7 @@
 For sign clips F_sign,i (n × d) and text tokens F_text,j (m × d), both L2-normalised:
 Z = F_sign,i F_text,jᵀ (n × m); Ẑ = softmax over each row of Z (valid tokens only) ⊙ Z; m_ij = mean over the
 valid rows of the row sums of Ẑ. The B × C matrix of m_ij is computed in chunks of sign samples, each chunk
-recomputed in the backward pass (activation checkpointing), so peak memory is O(chunk · C · n · m) instead of
+given an analytic backward that recomputes it, so peak memory is O(chunk · C · n · m) instead of
 O(B · C · n · m) with the same values. Negatives come from the global batch: features are gathered from every
 rank, keeping the gradient of the local slice (open_clip's convention).
 """
@@ -16,7 +16,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 
 def _fine_grained_block(
@@ -27,6 +26,30 @@ def _fine_grained_block(
     weights = torch.softmax(z.masked_fill(~text_mask[None, :, None, :], float("-inf")), dim=-1)
     rows = (weights * z).sum(dim=-1) * sign_mask[:, None, :]
     return rows.sum(dim=-1) / sign_mask.sum(dim=-1, keepdim=True).clamp(min=1)
+
+
+class _ChunkSimilarity(torch.autograd.Function):
+    """One chunk of m_ij with an analytic backward that keeps no ``(b, C, n, m)`` tensor between passes.
+
+    With r = Σ_k p_k z_k and p = softmax(z) over tokens, ∂r/∂z_j = p_j (1 + z_j − r); the backward recomputes z
+    and p only, which is cheaper than re-running the forward graph under activation checkpointing.
+    """
+
+    @staticmethod
+    def forward(ctx, sign, sign_mask, text, text_mask):
+        ctx.save_for_backward(sign, sign_mask, text, text_mask)
+        return _fine_grained_block(sign, sign_mask, text, text_mask)
+
+    @staticmethod
+    def backward(ctx, grad):
+        sign, sign_mask, text, text_mask = ctx.saved_tensors
+        z = torch.einsum("bnd,cmd->bcnm", sign, text)
+        p = torch.softmax(z.masked_fill(~text_mask[None, :, None, :], float("-inf")), dim=-1)
+        r = (p * z).sum(dim=-1, keepdim=True)
+        row_grad = grad[:, :, None] * (sign_mask / sign_mask.sum(dim=-1, keepdim=True).clamp(min=1))[:, None, :]
+        grad_z = p.mul_(z.sub_(r).add_(1.0)).mul_(row_grad[..., None])
+        return (torch.einsum("bcnm,cmd->bnd", grad_z, text), None,
+                torch.einsum("bcnm,bnd->cmd", grad_z, sign), None)
 
 
 def fine_grained_similarity(
@@ -45,13 +68,12 @@ def fine_grained_similarity(
     text = F.normalize(text, dim=-1)
     if chunk_size is None or chunk_size >= sign.shape[0]:
         return _fine_grained_block(sign, sign_mask, text, text_mask)
-    needs_grad = torch.is_grad_enabled() and (sign.requires_grad or text.requires_grad)
-    blocks = []
-    for start in range(0, sign.shape[0], chunk_size):
-        args = (sign[start : start + chunk_size], sign_mask[start : start + chunk_size], text, text_mask)
-        blocks.append(checkpoint(_fine_grained_block, *args, use_reentrant=False) if needs_grad
-                      else _fine_grained_block(*args))
-    return torch.cat(blocks)
+    sign_mask, text_mask = sign_mask.to(sign.dtype), text_mask.bool()
+    return torch.cat([
+        _ChunkSimilarity.apply(sign[start : start + chunk_size], sign_mask[start : start + chunk_size], text,
+                               text_mask)
+        for start in range(0, sign.shape[0], chunk_size)
+    ])
 
 
 def coarse_similarity(

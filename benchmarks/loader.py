@@ -1,0 +1,91 @@
+"""Pre-training loader throughput on the same synthetic clips, next to the usual alternatives.
+
+    python benchmarks/loader.py [--clips 5000 --batch 32]
+
+(a) plain webdataset iteration over the shards (raw bytes, nothing decoded): the ceiling;
+(b) the slp loader: decode + validate + length-aware batching + collate + tokenise, then batched
+    normalisation and masking (slp.data.loader.pretrain_batches), 1 dataloader worker;
+(c) webdataset .decode() + per-sample normalisation in Python (the common way);
+(d) one pickle per clip (how several peers store poses), loaded and normalised per sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import pickle
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from slp.data.loader import PretrainDataConfig, pretrain_batches
+from slp.data.shards import iter_samples
+from slp.pose.normalize import normalize_pose
+from slp.synthetic import SyntheticConfig, corpus_texts, write_synthetic_corpus
+from slp.text.mbart import MBartTextTokenizer
+from slp.text.tiny import build_tiny_mbart
+
+
+def rate(count: int, start: float) -> float:
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="slp-loader-bench-"))
+    signers = max(3, args.clips // 100)
+    cfg = SyntheticConfig(num_glosses=50, num_signers=signers, dev_signers=0, test_signers=1, repetitions=2,
+                          sentences_per_signer=0, shard_samples=500)
+    write_synthetic_corpus(work / "corpus", cfg)
+    shards = sorted(str(p) for p in (work / "corpus" / "shards").glob("*.tar"))
+    tokenizer = MBartTextTokenizer.from_pretrained(build_tiny_mbart(work / "mbart", corpus_texts(cfg)))
+    total = sum(1 for _ in iter_samples(shards))
+    results = {}
+
+    start = time.perf_counter()
+    n = sum(1 for _ in wds.WebDataset(shards, shardshuffle=False, empty_check=False))
+    results["(a) webdataset, raw bytes"] = rate(n, start)
+
+    data = PretrainDataConfig(shards=[str(work / "corpus" / "shards" / "*.tar")], splits=[], batch_size=args.batch,
+                              num_workers=1, shuffle_buffer=1000, max_frames=256)
+    batches = (total // args.batch) - data.bucket_batches  # stay inside the first epoch
+    start = time.perf_counter()
+    n = sum(len(b.keys) for b in itertools.islice(pretrain_batches(data, tokenizer), batches))
+    results["(b) slp loader (batched norm + mask)"] = rate(n, start)
+
+    start = time.perf_counter()
+    n = 0
+    for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False).decode():
+        normalize_pose(torch.from_numpy(sample["pose.npy"].astype(np.float32)))
+        n += 1
+    results["(c) webdataset .decode() + per-sample norm"] = rate(n, start)
+
+    pickles = work / "pickles"
+    pickles.mkdir()
+    for i, sample in enumerate(iter_samples(shards)):
+        with open(pickles / f"{i:07d}.pkl", "wb") as f:
+            pickle.dump({"pose": sample.pose, "meta": sample.meta.to_json()}, f)
+    start = time.perf_counter()
+    n = 0
+    for path in sorted(pickles.iterdir()):
+        with open(path, "rb") as f:
+            clip = pickle.load(f)
+        normalize_pose(torch.from_numpy(clip["pose"].astype(np.float32)))
+        n += 1
+    results["(d) one pickle per clip + per-sample norm"] = rate(n, start)
+
+    print(f"{total} synthetic clips in {len(shards)} shards, batch {args.batch}")
+    print(f"{'pipeline':<44} {'samples/s':>10} {'vs (a)':>7}")
+    for name, value in results.items():
+        print(f"{name:<44} {value:>10.0f} {value / results['(a) webdataset, raw bytes']:>6.2f}×")
+
+
+if __name__ == "__main__":
+    main()
