@@ -44,6 +44,17 @@ def _losses(output: Path) -> dict[int, float]:
     return out
 
 
+def _wait_for_group(pgid: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"process group {pgid} still running")
+
+
 def _run(cmd: list[str]) -> None:
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -77,3 +88,28 @@ def test_two_rank_pretraining_learns_and_resumes_exactly(tmp_path, shards, tiny_
     resumed = _losses(killed)
     for step in range(13, 25):
         assert abs(resumed[step] - losses[step]) <= 1e-6, (step, resumed[step], losses[step])
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes_to_the_same_losses(tmp_path, shards, tiny_mbart_dir):
+    straight = tmp_path / "straight"
+    _run(_command(straight, shards, tiny_mbart_dir, "checkpoint.every_steps=1000"))
+    losses = _losses(straight)
+    # A scheduler pre-empting the job signals the whole process group.
+    stopped = tmp_path / "stopped"
+    proc = subprocess.Popen(_command(stopped, shards, tiny_mbart_dir, "checkpoint.every_steps=1000"), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = stopped / "steps.jsonl"
+    deadline = time.time() + 300
+    while (not log.is_file() or len(log.read_text().splitlines()) < 4) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=120)
+    _wait_for_group(proc.pid)  # the launcher exits first; the ranks finish their checkpoint after it
+    summary = json.loads((stopped / "summary.json").read_text())
+    step = summary["steps"]
+    assert summary["stopped_early"] and 4 <= step < 24
+    assert (stopped / "checkpoints" / "latest").read_text().strip() == f"step{step:08d}"
+    _run(_command(stopped, shards, tiny_mbart_dir, "checkpoint.every_steps=1000", "--resume"))
+    resumed = _losses(stopped)
+    for s in range(step + 1, 25):
+        assert abs(resumed[s] - losses[s]) <= 1e-6, (s, resumed[s], losses[s])

@@ -48,7 +48,9 @@ class SpatialGraphBlock(nn.Module):
         self.residual = nn.Identity() if in_channels == out_channels else nn.Linear(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, 79, C)
-        mixed = torch.einsum("vw,nwc->nvc", self.adjacency + self.refinement, self.linear(x))
+        # Buffers are not cast with the parameters under DeepSpeed bf16: follow the weights' dtype.
+        graph = self.adjacency.to(self.refinement.dtype) + self.refinement
+        mixed = torch.einsum("vw,nwc->nvc", graph, self.linear(x))
         return self.dropout(self.act(self.norm(mixed))) + self.residual(x)
 
 

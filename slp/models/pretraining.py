@@ -59,7 +59,7 @@ def average_pool_clips(features: torch.Tensor, frame_mask: torch.Tensor, window:
     b, t, d = features.shape
     pad = (-t) % window
     feats = F.pad(features * frame_mask[..., None], (0, 0, 0, pad)).reshape(b, -1, window, d)
-    counts = F.pad(frame_mask.float(), (0, pad)).reshape(b, -1, window).sum(dim=-1)
+    counts = F.pad(frame_mask.to(features.dtype), (0, pad)).reshape(b, -1, window).sum(dim=-1)
     return feats.sum(dim=2) / counts.clamp(min=1)[..., None], counts > 0
 
 

@@ -80,7 +80,8 @@ class StreamEncoder(nn.Module):
         t = x.shape[1]
         if t > self.positions.shape[0]:
             raise ValueError(f"{t} frames exceed max_frames={self.positions.shape[0]}")
-        h = self.input(x) + self.positions[:t]
+        h = self.input(x)
+        h = h + self.positions[:t].to(h.dtype)
         return self.encoder(h, src_key_padding_mask=~frame_mask)
 
 
