@@ -1,0 +1,111 @@
+"""Word error rate as sclite computes it, with the official gloss clean-up of the Phoenix evaluations.
+
+The alignment is a Levenshtein alignment with unit costs on integer (int64) matrices — ``uint8`` matrices, a
+common bug, overflow past 255 tokens — backtracked to count substitutions, deletions and insertions; on ties
+sclite's preference (correct/substitution, then deletion, then insertion) is used. Rates are percentages of
+the number of reference words.
+
+``cleanup="phoenix2014"`` (also Phoenix-2014-T) applies the rules of RWTH's ``evaluatePhoenix2014.sh`` /
+``preprocess.sh`` to hypotheses and references alike: prefixes ``loc-``, ``cl-``, ``qu-``, ``poss-``, ``lh-``
+removed, ``S0NNE`` → ``SONNE``, ``HABEN2`` → ``HABEN``, ``__EMOTION__`` / ``__PU__`` / ``__LEFTHAND__`` /
+``__EPENTHESIS__`` dropped, ``WIE AUSSEHEN`` → ``WIE-AUSSEHEN``, ``ZEIGEN`` → ``ZEIGEN-BILDSCHIRM``,
+spelled single letters joined with ``+``, ``…RAUM`` suffixes stripped, ``-PLUSPLUS`` stripped, and immediate
+repetitions of a gloss collapsed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+_PHOENIX_SUBS = [
+    (re.compile(r"loc-"), ""), (re.compile(r"cl-"), ""), (re.compile(r"qu-"), ""), (re.compile(r"poss-"), ""),
+    (re.compile(r"lh-"), ""), (re.compile(r"S0NNE"), "SONNE"), (re.compile(r"HABEN2"), "HABEN"),
+    (re.compile(r"__EMOTION__"), ""), (re.compile(r"__PU__"), ""), (re.compile(r"__LEFTHAND__"), ""),
+    (re.compile(r"WIE AUSSEHEN"), "WIE-AUSSEHEN"), (re.compile(r"ZEIGEN "), "ZEIGEN-BILDSCHIRM "),
+    (re.compile(r"ZEIGEN$"), "ZEIGEN-BILDSCHIRM"),
+    (re.compile(r"^([A-Z]) ([A-Z][+ ])"), r"\1+\2"), (re.compile(r"[ +]([A-Z]) ([A-Z]) "), r" \1+\2 "),
+    (re.compile(r"([ +][A-Z]) ([A-Z][ +])"), r"\1+\2"), (re.compile(r"([ +][A-Z]) ([A-Z][ +])"), r"\1+\2"),
+    (re.compile(r"([ +][A-Z]) ([A-Z][ +])"), r"\1+\2"), (re.compile(r"([ +]SCH) ([A-Z][ +])"), r"\1+\2"),
+    (re.compile(r"([ +]NN) ([A-Z][ +])"), r"\1+\2"), (re.compile(r"([ +][A-Z]) (NN[ +])"), r"\1+\2"),
+    (re.compile(r"([ +][A-Z]) ([A-Z])$"), r"\1+\2"), (re.compile(r"([A-Z][A-Z])RAUM"), r"\1"),
+    (re.compile(r"-PLUSPLUS"), ""),
+]
+_REPEAT = re.compile(r"(?<![\w-])(\b[A-Z]+(?![\w-])) \1(?![\w-])")
+_DROPPED = {"__LEFTHAND__", "__EPENTHESIS__", "__EMOTION__"}
+
+
+def clean_phoenix(glosses: Sequence[str]) -> list[str]:
+    """The RWTH Phoenix evaluation's gloss clean-up on one sentence."""
+    text = " ".join(glosses)
+    for pattern, repl in _PHOENIX_SUBS:
+        text = pattern.sub(repl, text)
+    for _ in range(4):  # the official script applies the repetition rule four times
+        text = _REPEAT.sub(r"\1", text)
+    return [g for g in text.split() if g not in _DROPPED]
+
+
+CLEANUPS = {"phoenix2014": clean_phoenix, "phoenix2014t": clean_phoenix}
+
+
+def align_counts(reference: Sequence[str], hypothesis: Sequence[str]) -> tuple[int, int, int, int]:
+    """(correct, substitutions, deletions, insertions) of a minimum-edit alignment."""
+    n, m = len(reference), len(hypothesis)
+    cost = np.zeros((n + 1, m + 1), dtype=np.int64)
+    cost[:, 0] = np.arange(n + 1)
+    cost[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            diagonal = cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1])
+            cost[i, j] = min(diagonal, cost[i - 1, j] + 1, cost[i, j - 1] + 1)
+    correct = sub = dele = ins = 0
+    i, j = n, m
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and cost[i, j] == cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]):
+            if reference[i - 1] == hypothesis[j - 1]:
+                correct += 1
+            else:
+                sub += 1
+            i, j = i - 1, j - 1
+        elif i > 0 and cost[i, j] == cost[i - 1, j] + 1:
+            dele += 1
+            i -= 1
+        else:
+            ins += 1
+            j -= 1
+    return correct, sub, dele, ins
+
+
+def _tokens(x: str | Sequence[str]) -> list[str]:
+    return x.split() if isinstance(x, str) else list(x)
+
+
+def wer(references, hypotheses, *, cleanup: str | None = None) -> dict[str, float]:
+    """Corpus WER with substitution, deletion and insertion rates (percent of reference words)."""
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    clean = CLEANUPS[cleanup] if cleanup else list
+    totals = np.zeros(4, dtype=np.int64)
+    words = 0
+    for ref, hyp in zip(references, hypotheses):
+        ref, hyp = clean(_tokens(ref)), clean(_tokens(hyp))
+        words += len(ref)
+        totals += align_counts(ref, hyp)
+    correct, sub, dele, ins = (int(x) for x in totals)
+    denom = max(words, 1)
+    return {"wer": 100.0 * (sub + dele + ins) / denom, "sub": 100.0 * sub / denom, "del": 100.0 * dele / denom,
+            "ins": 100.0 * ins / denom, "num_ref_words": words, "num_correct": correct, "num_sub": sub,
+            "num_del": dele, "num_ins": ins, "num_sentences": len(references)}
+
+
+def read_stm(path) -> dict[str, list[str]]:
+    """An sclite STM file (``id channel speaker start end glosses…``) → id → glosses."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if parts:
+                out[parts[0]] = parts[5:]
+    return out
