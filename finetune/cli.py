@@ -1,10 +1,12 @@
-"""``slp-finetune``: fine-tune a pre-trained SignPoseEncoder on a downstream task.
+"""``slp-finetune``: fine-tune a pre-trained SignPoseEncoder on a downstream task and report its metrics.
 
     slp-finetune --task islr --config configs/finetune/islr/wlasl.yaml --pretrained runs/pretrain/encoder
-    slp-finetune --task islr --config configs/finetune/islr/wlasl.yaml --eval-only --checkpoint runs/islr/best
+    slp-finetune --task islr --config configs/finetune/islr/wlasl.yaml --eval-only \
+        --checkpoint runs/finetune/islr_wlasl/best.safetensors
+    accelerate launch --num_processes 8 -m finetune.cli --task islr --config ...      # distributed
 
-The task heads are being built (issue "Fine-tuning and evaluation"); until they land this command checks its
-arguments and says so.
+Without --pretrained the encoder is built from the config's `encoder` section and trained from scratch.
+This version ships the ISLR head; CSLR, SLT and retrieval heads are being built.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from finetune.config import FinetuneConfig
+from finetune.trainer import run_islr
+from slp.config import ConfigError, load_config
+
 TASKS = ("islr", "cslr", "slt", "retrieval")
+RUNNERS = {"islr": run_islr}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="configs/finetune/<task>/<dataset>.yaml")
     parser.add_argument("--pretrained", help="directory of a SignPoseEncoder.save_pretrained export")
     parser.add_argument("--eval-only", action="store_true", help="evaluate --checkpoint on dev and test")
-    parser.add_argument("--checkpoint", help="fine-tuned checkpoint to evaluate")
+    parser.add_argument("--checkpoint", help="fine-tuned checkpoint (best.safetensors) to evaluate")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
     return parser
 
@@ -32,7 +39,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.eval_only and not args.checkpoint:
         parser.error("--eval-only needs --checkpoint")
-    parser.exit(2, f"slp-finetune: the {args.task} head is not available in this version yet\n")
+    if args.task not in RUNNERS:
+        parser.exit(2, f"slp-finetune: the {args.task} head is not available in this version yet (islr is)\n")
+    try:
+        cfg = load_config(FinetuneConfig, args.config, [f"task={args.task}", *args.overrides])
+    except (ConfigError, OSError) as exc:
+        parser.error(str(exc))
+    RUNNERS[args.task](cfg, pretrained=args.pretrained, checkpoint=args.checkpoint if args.eval_only else None)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 The procedural synthetic signer corpus written as shards; the tiny local mBART stand-in built from its texts
 and loaded through the real ``from_pretrained`` path; the real sample poses of ``../shared/realdata`` (when that
 folder is beside the checkout) converted to the 79-point shard format; one real and one synthetic sample
-rendered; the ``tiny`` encoder pre-trained with DeepSpeed on 2 local ranks and exported. Prints what it did and
-writes ``<out>/demo_summary.json``.
+rendered; the ``tiny`` encoder pre-trained with DeepSpeed on 2 local ranks and exported; ISLR fine-tuned from it
+with its metrics table. Prints what it did and writes ``<out>/demo_summary.json``.
 """
 
 from __future__ import annotations
@@ -121,6 +121,17 @@ def main() -> None:
     print(f"   {run['steps']} steps, {run['samples_per_s']:.1f} samples/s; loss {steps[0]['loss']:.3f} → "
           f"{run['final']['loss']:.3f} (L_PR {run['final']['loss_pr']:.3f}, L_STC {run['final']['loss_stc']:.3f}); "
           f"encoder exported to {pretrain_out / 'encoder'}")
+
+    print("== 5. ISLR fine-tuning from the pre-trained encoder (held-out synthetic signers)")
+    islr_out = out / "finetune_islr"
+    subprocess.run(
+        [sys.executable, "-m", "finetune.cli", "--task", "islr", "--config",
+         str(REPO / "configs" / "finetune" / "islr" / "synthetic.yaml"), "--pretrained", str(pretrain_out / "encoder"),
+         f"data.shards=[{out / 'synthetic' / 'shards'}/*.tar]", f"output={islr_out}"],
+        check=True,
+    )
+    islr = json.loads((islr_out / "metrics.json").read_text())
+    summary["finetune_islr"] = {"dev": islr["dev"], "test": islr["test"], "checkpoint": islr["checkpoint"]}
 
     summary["seconds"] = round(time.time() - start, 1)
     write_summary(out / "demo_summary.json", summary)

@@ -74,10 +74,12 @@ def clean_keypoints(xy: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     return out
 
 
-def _require(value, name: str, path: Path, fmt: str):
-    if value is None:
-        raise PoseFormatError(f"{path}: {fmt} files do not record the {name}; pass {name}=… (from the video)")
-    return value
+def _sized_sequence(keypoints: np.ndarray, path: Path, fmt: str, fps, width, height, source: str = "") -> PoseSequence:
+    """A sequence from a format that does not record fps / frame size: the caller must give them."""
+    for name, value in (("fps", fps), ("width", width), ("height", height)):
+        if value is None:
+            raise PoseFormatError(f"{path}: {fmt} files do not record the {name}; pass {name}=… (from the video)")
+    return PoseSequence(keypoints, float(fps), int(width), int(height), source or str(path))
 
 
 def _check_points(array: np.ndarray, path: Path) -> None:
@@ -148,9 +150,6 @@ def _main_instance(instances: list[dict], previous_center: np.ndarray | None) ->
 
 def read_mmpose_json(path: Path, fps=None, width=None, height=None) -> PoseSequence:
     """MMPose ``--save-predictions`` output; frames without an instance are all-missing."""
-    fps = _require(fps, "fps", path, "MMPose predictions JSON")
-    width = _require(width, "width", path, "MMPose predictions JSON")
-    height = _require(height, "height", path, "MMPose predictions JSON")
     try:
         frames = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -177,7 +176,7 @@ def read_mmpose_json(path: Path, fps=None, width=None, height=None) -> PoseSeque
         out[t] = clean_keypoints(xy, scores)
         box = np.asarray(inst.get("bbox", [[0, 0, 0, 0]]), dtype=np.float64).reshape(-1)[:4]
         center = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-    return PoseSequence(out, float(fps), int(width), int(height), str(path))
+    return _sized_sequence(out, path, "MMPose predictions JSON", fps, width, height)
 
 
 def read_npy(path: Path, fps=None, width=None, height=None) -> PoseSequence:
@@ -185,13 +184,7 @@ def read_npy(path: Path, fps=None, width=None, height=None) -> PoseSequence:
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:
         raise PoseFormatError(f"{path}: not a plain numpy array ({exc})") from exc
-    return PoseSequence(
-        _from_array(array, path),
-        float(_require(fps, "fps", path, ".npy")),
-        int(_require(width, "width", path, ".npy")),
-        int(_require(height, "height", path, ".npy")),
-        str(path),
-    )
+    return _sized_sequence(_from_array(array, path), path, ".npy", fps, width, height)
 
 
 def read_npz(path: Path, fps=None, width=None, height=None) -> PoseSequence:
@@ -204,13 +197,8 @@ def read_npz(path: Path, fps=None, width=None, height=None) -> PoseSequence:
     fps = fps if fps is not None else stored.get("fps")
     width = width if width is not None else stored.get("width")
     height = height if height is not None else stored.get("height")
-    return PoseSequence(
-        _from_array(array, path),
-        float(_require(fps, "fps", path, ".npz (no 'fps' array)")),
-        int(_require(width, "width", path, ".npz (no 'width' array)")),
-        int(_require(height, "height", path, ".npz (no 'height' array)")),
-        str(path),
-    )
+    return _sized_sequence(_from_array(array, path), path, ".npz (without fps / width / height arrays)", fps, width,
+                           height)
 
 
 def read_pickle_collection(path: str | Path, *, allow_pickle: bool) -> dict[str, np.ndarray]:
@@ -272,14 +260,8 @@ def read_pose(
         collection = read_pickle_collection(path, allow_pickle=allow_pickle)
         if key not in collection:
             raise PoseFormatError(f"{path}: no sequence named {key!r}")
-        array = np.asarray(collection[key])
-        return PoseSequence(
-            _from_array(array, path),
-            float(_require(fps, "fps", path, "pickle")),
-            int(_require(width, "width", path, "pickle")),
-            int(_require(height, "height", path, "pickle")),
-            f"{path}:{key}",
-        )
+        return _sized_sequence(_from_array(np.asarray(collection[key]), path), path, "pickle", fps, width, height,
+                               f"{path}:{key}")
     if fmt not in _READERS:
         raise PoseFormatError(f"{path}: unknown pose format {fmt!r}; known: {sorted(POSE_FORMATS)}")
     seq = _READERS[fmt](path, fps, width, height)
