@@ -12,6 +12,7 @@ import torch
 
 from slp.metrics import clean_phoenix, islr_accuracy, read_stm, retrieval_metrics, translation_scores, wer
 from slp.metrics.ctc import CTCBeamDecoder, collapse, ctc_greedy_decode
+from slp.metrics.wer import clean_phoenix2014t
 
 
 def test_islr_per_instance_and_per_class_skip_absent_classes():
@@ -51,6 +52,14 @@ def test_phoenix_cleanup_rules():
     ]
     # Applied to both sides: a hypothesis that differs only by the cleaned markers scores 0.
     assert wer([["loc-NORD", "REGEN"]], [["NORD", "__PU__", "REGEN", "REGEN"]], cleanup="phoenix2014")["wer"] == 0
+
+
+def test_phoenix2014t_cleanup_is_per_gloss_and_unknown_cleanups_are_refused():
+    glosses = "__ON__ loc-NORD NORDRAUM cl-KOMMEN REGEN-PLUSPLUS __PU__ A B __OFF__".split()
+    assert clean_phoenix2014t(glosses) == ["NORD", "NORD", "KOMMEN", "REGEN", "A", "B"]
+    assert wer([["我", "们"]], [["我", "们"]], cleanup="csl-daily")["wer"] == 0.0
+    with pytest.raises(ValueError, match="known"):
+        wer([["A"]], [["A"]], cleanup="phoenix")
 
 
 def test_phoenix_ground_truth_scores_zero_against_the_corpus(realdata):

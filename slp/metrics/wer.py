@@ -5,12 +5,18 @@ common bug, overflow past 255 tokens — backtracked to count substitutions, del
 sclite's preference (correct/substitution, then deletion, then insertion) is used. Rates are percentages of
 the number of reference words.
 
-``cleanup="phoenix2014"`` (also Phoenix-2014-T) applies the rules of RWTH's ``evaluatePhoenix2014.sh`` /
-``preprocess.sh`` to hypotheses and references alike: prefixes ``loc-``, ``cl-``, ``qu-``, ``poss-``, ``lh-``
-removed, ``S0NNE`` → ``SONNE``, ``HABEN2`` → ``HABEN``, ``__EMOTION__`` / ``__PU__`` / ``__LEFTHAND__`` /
-``__EPENTHESIS__`` dropped, ``WIE AUSSEHEN`` → ``WIE-AUSSEHEN``, ``ZEIGEN`` → ``ZEIGEN-BILDSCHIRM``,
-spelled single letters joined with ``+``, ``…RAUM`` suffixes stripped, ``-PLUSPLUS`` stripped, and immediate
-repetitions of a gloss collapsed.
+``cleanup`` applies an evaluation's gloss clean-up to hypotheses and references alike:
+
+- ``"phoenix2014"``: the sentence-level rules of the Phoenix-2014 evaluation's ``preprocess.sh`` (as shipped in
+  the RWTH release's ``evaluation/`` folder and copied by the VAC / CorrNet ``slr_eval``): prefixes ``loc-``,
+  ``cl-``, ``qu-``, ``poss-``, ``lh-`` removed, ``S0NNE`` → ``SONNE``, ``HABEN2`` → ``HABEN``, ``__EMOTION__``,
+  ``__PU__``, ``__LEFTHAND__`` and ``__EPENTHESIS__`` dropped, ``WIE AUSSEHEN`` → ``WIE-AUSSEHEN``, ``ZEIGEN`` →
+  ``ZEIGEN-BILDSCHIRM``, spelled single letters joined with ``+``, ``…RAUM`` suffixes and ``-PLUSPLUS``
+  stripped, immediate repetitions of a gloss collapsed (``__ON__`` / ``__OFF__`` stay: the ground-truth STM
+  keeps them);
+- ``"phoenix2014t"``: the per-gloss rules of Phoenix-2014-T's ``preprocess_14t.sh``: every ``__X__`` marker
+  dropped, ``loc-`` / ``cl-`` prefixes, ``-PLUSPLUS`` and a trailing ``RAUM`` stripped;
+- ``"csl-daily"``: none (CSL-Daily's evaluation scores the glosses as they are).
 """
 
 from __future__ import annotations
@@ -47,7 +53,24 @@ def clean_phoenix(glosses: Sequence[str]) -> list[str]:
     return [g for g in text.split() if g not in _DROPPED]
 
 
-CLEANUPS = {"phoenix2014": clean_phoenix, "phoenix2014t": clean_phoenix}
+_MARKER = re.compile(r"^__[^_ ]*__$")
+_PHOENIX_T_SUBS = [(re.compile(r"^loc-"), ""), (re.compile(r"-PLUSPLUS$"), ""), (re.compile(r"^cl-"), ""),
+                   (re.compile(r"\b([A-Z][A-Z]*)RAUM$"), r"\1")]
+
+
+def clean_phoenix2014t(glosses: Sequence[str]) -> list[str]:
+    """The Phoenix-2014-T evaluation's clean-up, gloss by gloss."""
+    out = []
+    for gloss in glosses:
+        if gloss in _DROPPED or _MARKER.match(gloss):
+            continue
+        for pattern, repl in _PHOENIX_T_SUBS:
+            gloss = pattern.sub(repl, gloss)
+        out.append(gloss)
+    return out
+
+
+CLEANUPS = {"phoenix2014": clean_phoenix, "phoenix2014t": clean_phoenix2014t, "csl-daily": list}
 
 
 def align_counts(reference: Sequence[str], hypothesis: Sequence[str]) -> tuple[int, int, int, int]:
@@ -86,6 +109,8 @@ def wer(references, hypotheses, *, cleanup: str | None = None) -> dict[str, floa
     """Corpus WER with substitution, deletion and insertion rates (percent of reference words)."""
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    if cleanup and cleanup not in CLEANUPS:
+        raise ValueError(f"unknown WER clean-up {cleanup!r}; known: {sorted(CLEANUPS)}")
     clean = CLEANUPS[cleanup] if cleanup else list
     totals = np.zeros(4, dtype=np.int64)
     words = 0
