@@ -12,29 +12,33 @@ import torch
 
 from slp.pose.layout import LEFT_HAND, RIGHT_HAND
 
+# The two hands are adjacent in the 79 array: one (..., 2, 21) view normalises both at once.
+HANDS = slice(LEFT_HAND.start, RIGHT_HAND.stop)
+assert LEFT_HAND.stop == RIGHT_HAND.start and LEFT_HAND.stop - LEFT_HAND.start == RIGHT_HAND.stop - RIGHT_HAND.start
 
-def _normalize_hand(hand: torch.Tensor) -> torch.Tensor:
-    """``(..., 21, 3)`` → coordinates in the hand's square box, centred, in [-1, 1]; missing points at 0."""
-    xy, conf = hand[..., :2], hand[..., 2:]
-    valid = conf > 0
-    big = torch.finfo(xy.dtype).max
-    lo = torch.where(valid, xy, torch.full_like(xy, big)).amin(dim=-2, keepdim=True)
-    hi = torch.where(valid, xy, torch.full_like(xy, -big)).amax(dim=-2, keepdim=True)
-    any_valid = valid.any(dim=-2, keepdim=True)
-    center = torch.where(any_valid, (lo + hi) / 2, torch.zeros_like(lo))
-    # The larger side keeps the aspect ratio; a single detected point (side 0) gets a unit box.
-    side = torch.where(any_valid, (hi - lo).amax(dim=-1, keepdim=True), torch.ones_like(lo[..., :1]))
-    side = torch.where(side > 0, side, torch.ones_like(side))
-    scaled = (xy - center) / (side / 2)
-    return torch.cat([torch.where(valid, scaled, torch.zeros_like(scaled)), conf], dim=-1)
+
+def _hand_frame(x: torch.Tensor, y: torch.Tensor, missing: torch.Tensor):
+    """Centre and half side of each hand's square box over its ``21`` points (last dim); unit box if unseen."""
+    big = float("inf")
+    lo_x, hi_x = x.masked_fill(missing, big).amin(-1, keepdim=True), x.masked_fill(missing, -big).amax(-1, keepdim=True)
+    lo_y, hi_y = y.masked_fill(missing, big).amin(-1, keepdim=True), y.masked_fill(missing, -big).amax(-1, keepdim=True)
+    seen = ~missing.all(dim=-1, keepdim=True)
+    # The larger side keeps the aspect ratio; a hand seen at one point only (side 0) or not at all gets a unit box.
+    side = torch.maximum(hi_x - lo_x, hi_y - lo_y)
+    half = torch.where(seen & (side > 0), side / 2, 1.0)
+    return torch.where(seen, (lo_x + hi_x) / 2, 0.0), torch.where(seen, (lo_y + hi_y) / 2, 0.0), half
 
 
 def normalize_pose(pose: torch.Tensor) -> torch.Tensor:
     """Shard coordinates ``(..., T, 79, 3)`` → model input of the same shape (float32)."""
-    pose = pose.float()
-    xy, conf = pose[..., :2], pose[..., 2:]
-    frame_xy = torch.where(conf > 0, xy * 2 - 1, torch.zeros_like(xy))
-    out = torch.cat([frame_xy, conf], dim=-1)
-    out[..., LEFT_HAND, :] = _normalize_hand(pose[..., LEFT_HAND, :])
-    out[..., RIGHT_HAND, :] = _normalize_hand(pose[..., RIGHT_HAND, :])
-    return out
+    # Work on contiguous x, y, confidence planes: ops on views whose last dimension is 3 are strided copies.
+    x, y, conf = pose.float().movedim(-1, 0).contiguous()
+    missing = conf <= 0
+    hand_x, hand_y = x[..., HANDS].unflatten(-1, (2, -1)), y[..., HANDS].unflatten(-1, (2, -1))
+    hand_missing = missing[..., HANDS].unflatten(-1, (2, -1))
+    cx, cy, half = _hand_frame(hand_x, hand_y, hand_missing)
+    x = x * 2 - 1
+    y = y * 2 - 1
+    x[..., HANDS] = ((hand_x - cx) / half).flatten(-2)
+    y[..., HANDS] = ((hand_y - cy) / half).flatten(-2)
+    return torch.stack([x.masked_fill_(missing, 0.0), y.masked_fill_(missing, 0.0), conf], dim=-1)
