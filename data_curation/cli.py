@@ -1,5 +1,7 @@
 """``slp-curate``: build SL-1.5M-style shards and look at what they hold.
 
+    slp-curate build --config configs/curate/sl15m.yaml [workers=4 output=runs/sl15m ...]
+    slp-curate stats runs/sl15m [--out runs/sl15m/stats]
     slp-curate synthetic --out runs/synthetic [num_glosses=40 num_signers=12 ...]
     slp-curate render POSE_OR_SHARD --out runs/render/football [--key KEY] [--fps 25 --width 1280 --height 720]
 """
@@ -11,6 +13,37 @@ import sys
 from pathlib import Path
 
 from slp.config import ConfigError, load_config
+
+
+def _build(args: argparse.Namespace) -> None:
+    from data_curation.config import CurateConfig
+    from data_curation.pipeline import build
+
+    cfg = load_config(CurateConfig, args.config, args.overrides)
+    summary = build(cfg)
+    totals = summary["totals"]
+    print(f"{totals['records_in']} records → {totals['written']} samples ({totals['paired']} paired) in "
+          f"{summary['shards']} shards, {totals['rejected']} rejected; {summary['resumed_jobs']} of "
+          f"{summary['jobs']} jobs resumed; {summary['samples_per_second']} samples/s")
+    print(f"{'dataset':<14} {'split':<6} {'in':>8} {'written':>8} {'rejected':>8}  rejects by reason")
+    for dataset, splits in summary["by_dataset"].items():
+        for split, c in splits.items():
+            reasons = ", ".join(f"{reason} {n}" for reason, n in c["rejects_by_reason"].items())
+            print(f"{dataset:<14} {split:<6} {c['records_in']:>8} {c['written']:>8} {c['rejected']:>8}  {reasons}")
+    print(f"reconciled: records in = written + rejected ({summary['reconciled']}); outputs under {cfg.output}")
+
+
+def _stats(args: argparse.Namespace) -> None:
+    from data_curation.stats import format_table, write_stats
+
+    build_dir = Path(args.build)
+    manifest = build_dir / "manifest.parquet" if build_dir.is_dir() else build_dir
+    if not manifest.is_file():
+        raise SystemExit(f"{manifest}: no manifest.parquet (run slp-curate build first)")
+    out = Path(args.out) if args.out else manifest.parent
+    stats = write_stats(manifest, out)
+    print(format_table(stats))
+    print(f"stats → {out / 'stats.json'}, duration histogram → {out / 'duration_histogram.png'}")
 
 
 def _synthetic(args: argparse.Namespace) -> None:
@@ -54,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slp-curate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    bld = sub.add_parser("build", help="curate the configured datasets into shards, manifest, rejects, summary")
+    bld.add_argument("--config", required=True, help="YAML of data_curation.config.CurateConfig (configs/curate/)")
+    bld.add_argument("overrides", nargs="*", help="key=value overrides of the config, e.g. workers=4")
+    bld.set_defaults(run=_build)
+
+    sts = sub.add_parser("stats", help="Table II per sign language and the duration histogram of a build")
+    sts.add_argument("build", help="a build folder (or its manifest.parquet)")
+    sts.add_argument("--out", help="where stats.json and duration_histogram.png go (default: the build folder)")
+    sts.set_defaults(run=_stats)
 
     syn = sub.add_parser("synthetic", help="write the procedural synthetic signer corpus as shards")
     syn.add_argument("--out", required=True, help="output folder (shards/, manifest.parquet, summary.json)")
