@@ -263,7 +263,10 @@ def curate_record(name: str, record: CurationRecord, settings: ProcessSettings) 
         from data_curation.extra_hands import merge_extra_hands
 
         hands_source = dataset.extra_hands or dataset.poses
-        hands = _read_sequence(_resolve(hands_source.root, record.extra_hand_path), None, hands_source,
+        # A collection source (pickle) holds the hands under the clip's key; other sources are one file a clip.
+        hands_path, hands_key = (("", record.extra_hand_path) if hands_source.format == "pickle"
+                                 else (record.extra_hand_path, None))
+        hands = _read_sequence(_resolve(hands_source.root, hands_path), hands_key, hands_source,
                                "missing_extra_hand_file", "unreadable_extra_hands")
         try:
             seq = merge_extra_hands(seq, hands)

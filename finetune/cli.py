@@ -6,7 +6,6 @@
     accelerate launch --num_processes 8 -m finetune.cli --task islr --config ...      # distributed
 
 Without --pretrained the encoder is built from the config's `encoder` section and trained from scratch.
-This version ships the ISLR head; CSLR, SLT and retrieval heads are being built.
 """
 
 from __future__ import annotations
@@ -15,17 +14,14 @@ import argparse
 import sys
 
 from finetune.config import FinetuneConfig
-from finetune.trainer import run_islr
+from finetune.trainer import TASK_MODULES, run_task
 from slp.config import ConfigError, load_config
-
-TASKS = ("islr", "cslr", "slt", "retrieval")
-RUNNERS = {"islr": run_islr}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slp-finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--task", required=True, choices=sorted(TASK_MODULES))
     parser.add_argument("--config", required=True, help="configs/finetune/<task>/<dataset>.yaml")
     parser.add_argument("--pretrained", help="directory of a SignPoseEncoder.save_pretrained export")
     parser.add_argument("--eval-only", action="store_true", help="evaluate --checkpoint on dev and test")
@@ -39,13 +35,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.eval_only and not args.checkpoint:
         parser.error("--eval-only needs --checkpoint")
-    if args.task not in RUNNERS:
-        parser.exit(2, f"slp-finetune: the {args.task} head is not available in this version yet (islr is)\n")
     try:
         cfg = load_config(FinetuneConfig, args.config, [f"task={args.task}", *args.overrides])
     except (ConfigError, OSError) as exc:
         parser.error(str(exc))
-    RUNNERS[args.task](cfg, pretrained=args.pretrained, checkpoint=args.checkpoint if args.eval_only else None)
+    run_task(cfg, pretrained=args.pretrained, checkpoint=args.checkpoint if args.eval_only else None)
 
 
 if __name__ == "__main__":

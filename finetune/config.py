@@ -1,10 +1,15 @@
-"""Typed config of ``slp-finetune`` (``configs/finetune/<task>/<dataset>.yaml``)."""
+"""Typed config of ``slp-finetune`` (``configs/finetune/<task>/<dataset>.yaml``).
+
+The shared parts (data, encoder, optimiser) sit at the top level; each task's head has its own section
+(``islr``, ``cslr``, ``slt``, ``retrieval``) read only when that task runs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from slp.models.sign_encoder import SignEncoderConfig
+from slp.text.mbart import DEFAULT_TEXT_ENCODER
 
 
 @dataclass
@@ -15,6 +20,7 @@ class FinetuneDataConfig:
     dev_split: str = "dev"
     test_split: str = "test"
     num_frames: int = 32  # ISLR: frames sampled per clip (random in training, centred in evaluation)
+    max_frames: int = 256  # CSLR / SLT / retrieval: longer clips are evenly subsampled to this many frames
     labels: list[int] = field(default_factory=list)  # ISLR vocabulary subset (e.g. WLASL100); empty = all
 
 
@@ -25,8 +31,50 @@ class FinetuneOptimConfig:
     encoder_lr_scale: float = 0.1  # the pre-trained encoder learns 10× slower (paper §IV-A)
     batch_size: int = 64
     epochs: int = 60
+    schedule: str = "step"  # "step" (StepLR, ISLR / CSLR) or "cosine" (SLT / retrieval), per optimiser step
     step_size: int = 20  # StepLR: ×gamma every step_size epochs
     gamma: float = 0.1
+    warmup: float = 0.0  # cosine: fraction of all steps spent warming up linearly
+    grad_clip: float = 0.0  # 0 = no clipping
+
+
+@dataclass
+class ISLRConfig:
+    label_smoothing: float = 0.2
+    num_classes: int = 0  # 0: 1 + the largest label of the training split
+
+
+@dataclass
+class CSLRConfig:
+    hidden: int = 512  # temporal conv channels and BiLSTM hidden size (per direction: hidden // 2)
+    lstm_layers: int = 2
+    beam_size: int = 10  # CTC prefix beam search; 1 = greedy
+    wer_cleanup: str = "none"  # gloss clean-up of slp.metrics.wer: phoenix2014, phoenix2014t, csl-daily, none
+    dropout: float = 0.1
+
+
+@dataclass
+class SLTConfig:
+    text_model: str = DEFAULT_TEXT_ENCODER  # its sentencepiece tokenizer tokenises the targets
+    decoder_layers: int = 3
+    decoder_width: int = 512
+    decoder_heads: int = 8
+    dropout: float = 0.1
+    max_target_tokens: int = 128
+    beam_size: int = 4
+    length_penalty: float = 1.0
+    label_smoothing: float = 0.1
+
+
+@dataclass
+class RetrievalConfig:
+    text_model: str = DEFAULT_TEXT_ENCODER
+    embed_dim: int = 512  # d_e
+    pool_window: int = 4  # s of AvgPool_s on the sign features
+    temperature: float = 0.07  # initial τ (learnable, as in pre-training)
+    similarity: str = "fine"  # fine | coarse
+    max_text_tokens: int = 128
+    train_text_encoder: bool = False  # the mBART encoder stays frozen unless set (its lr is encoder_lr_scale × lr)
 
 
 @dataclass
@@ -36,7 +84,9 @@ class FinetuneConfig:
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     encoder: SignEncoderConfig = field(default_factory=SignEncoderConfig)  # used when no --pretrained is given
     optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
-    label_smoothing: float = 0.2
-    num_classes: int = 0  # 0: 1 + the largest label of the training split
+    islr: ISLRConfig = field(default_factory=ISLRConfig)
+    cslr: CSLRConfig = field(default_factory=CSLRConfig)
+    slt: SLTConfig = field(default_factory=SLTConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     mixed_precision: str = "no"  # "no" | "bf16" (accelerate)
     seed: int = 0

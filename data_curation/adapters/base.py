@@ -1,0 +1,107 @@
+"""What every dataset adapter shares: where its files are, how a clip's pose is found, split names, the
+ISLR sentence templates, and the extra-hand copies of each record.
+
+A subclass sets ``name``, ``sign_language`` and ``text_language`` and implements :meth:`annotation_records`,
+yielding one :class:`CurationRecord` per clip (or an :class:`AnnotationReject` with a reason for an
+annotation it cannot use: it must never raise on one bad row, and never drop one silently).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from data_curation.config import DatasetConfig
+from data_curation.records import AnnotationReject, CurationRecord
+from slp.data.schema import make_key
+
+#: Pose file suffix of each pose format (``auto`` takes the ``pose_suffix`` option, default ``.pose``).
+POSE_SUFFIXES = {"pose": ".pose", "mmpose_json": ".json", "npy": ".npy", "npz": ".npz"}
+
+#: Dataset split names → train / dev / test.
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "dev", "valid": "dev", "validation": "dev",
+               "dev": "dev", "test": "test", "testing": "test"}
+
+#: ISLR gloss → sentence templates per text language (SPEC §2: "apple" → "This word is apple.").
+ISOLATED_TEMPLATES = {"en": "This word is {}.", "zh": "这个词是{}。", "de": "Dieses Wort ist {}."}
+
+#: Suffix of the keys of the extra samples whose hands come from the second hand source.
+EXTRA_HANDS_KEY_SUFFIX = "xh"
+
+
+def isolated_sentence(gloss: str, language: str) -> str:
+    if language not in ISOLATED_TEMPLATES:
+        raise ValueError(f"no ISLR sentence template for text language {language!r}")
+    return ISOLATED_TEMPLATES[language].format(gloss)
+
+
+def normalise_split(split: str) -> str | None:
+    """train / dev / test for a dataset's own split name, None when unknown."""
+    return SPLIT_NAMES.get(split.strip().lower())
+
+
+class DatasetAdapter:
+    name: str = ""  # the dataset name written into every sample (wlasl, msasl, …)
+    sign_language: str = ""  # ASL, BSL, CSL, GSL
+    text_language: str = ""  # en, de, zh
+
+    def __init__(self, config: DatasetConfig, config_name: str = ""):
+        self.config = config
+        self.config_name = config_name or self.name
+        self.root = Path(config.annotation_root)
+        if config.text_language:
+            self.text_language = config.text_language
+
+    # ------------------------------------------------------------------------------------------ for subclasses
+
+    def annotation_records(self) -> Iterator[CurationRecord | AnnotationReject]:
+        raise NotImplementedError
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.config.options.get(key, default)
+
+    def annotation_file(self, relative: str) -> Path:
+        """A file under the annotation root, with a clear error naming it when it is missing."""
+        path = self.root / relative
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.name}: annotation file {path} not found (annotation_root="
+                                    f"{self.config.annotation_root})")
+        return path
+
+    def pose_ref(self, stem: str) -> tuple[str, str | None]:
+        """(pose_path, pose_key) of clip ``stem``: ``<stem><suffix>`` under the pose root, or key ``stem`` of a
+        collection file (``format: pickle``: the pose root is the file)."""
+        fmt = self.config.poses.format
+        if fmt == "pickle":
+            return "", stem
+        suffix = POSE_SUFFIXES.get(fmt) or self.option("pose_suffix", ".pose")
+        return f"{stem}{suffix}", None
+
+    def record(self, split: str, source_id: str, pose_stem: str, **fields: Any) -> CurationRecord:
+        """A record of this dataset with its languages, pose reference and key filled in."""
+        pose_path, pose_key = self.pose_ref(pose_stem)
+        values: dict[str, Any] = dict(
+            dataset=self.name, split=split, source_id=source_id, sign_language=self.sign_language,
+            text_language=self.text_language if fields.get("paired") else "", pose_path=pose_path,
+            pose_key=pose_key, key=make_key(self.name, split, source_id),
+        )
+        values.update(fields)
+        return CurationRecord(**values)
+
+    def reject(self, split: str, source_id: str, reason: str, detail: str) -> AnnotationReject:
+        return AnnotationReject(dataset=self.name, split=split, source_id=source_id, reason=reason, detail=detail)
+
+    # ---------------------------------------------------------------------------------------- for the pipeline
+
+    def records(self) -> Iterator[CurationRecord | AnnotationReject]:
+        """The annotation records and, when the config names an extra hand source, after each record its copy
+        whose hands come from that source (the same pose file name under ``extra_hands.root``, or the same key
+        of its collection file), under its own key."""
+        for item in self.annotation_records():
+            yield item
+            if self.config.extra_hands is not None and isinstance(item, CurationRecord):
+                yield dataclasses.replace(item, extra_hand_path=item.pose_path or item.pose_key,
+                                          key=f"{item.key}_{EXTRA_HANDS_KEY_SUFFIX}",
+                                          source_id=f"{item.source_id}#{EXTRA_HANDS_KEY_SUFFIX}")
