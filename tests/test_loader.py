@@ -37,28 +37,28 @@ def _epoch_keys(stream: PretrainStream, epoch: int) -> list[str]:
     return [s.key for s in stream.epoch_samples(epoch, 0, 1)]
 
 
-def test_ranks_cover_every_kept_sample_exactly_once_per_epoch(corpus, tokenizer):
+def test_ranks_cover_every_kept_sample_exactly_once_per_epoch(corpus):
     cfg = _cfg(corpus, splits=["train", "dev"])
-    keys = Counter(k for rank in range(2) for k in _epoch_keys(PretrainStream(cfg, tokenizer, rank, 2), 0))
+    keys = Counter(k for rank in range(2) for k in _epoch_keys(PretrainStream(cfg, rank, 2), 0))
     expected = 4 * (6 * 2 + 4)  # train + dev signers
     assert len(keys) == expected and set(keys.values()) == {1}
 
 
-def test_order_is_a_function_of_seed_and_epoch(corpus, tokenizer):
-    stream = PretrainStream(_cfg(corpus), tokenizer)
-    assert _epoch_keys(stream, 0) == _epoch_keys(PretrainStream(_cfg(corpus), tokenizer), 0)
+def test_order_is_a_function_of_seed_and_epoch(corpus):
+    stream = PretrainStream(_cfg(corpus))
+    assert _epoch_keys(stream, 0) == _epoch_keys(PretrainStream(_cfg(corpus)), 0)
     assert _epoch_keys(stream, 0) != _epoch_keys(stream, 1)
     assert sorted(_epoch_keys(stream, 0)) == sorted(_epoch_keys(stream, 1))
-    assert _epoch_keys(stream, 0) != _epoch_keys(PretrainStream(_cfg(corpus, seed=1), tokenizer), 0)
+    assert _epoch_keys(stream, 0) != _epoch_keys(PretrainStream(_cfg(corpus, seed=1)), 0)
 
 
-def test_filters_exclusions_and_data_fraction(corpus, tokenizer):
+def test_filters_exclusions_and_data_fraction(corpus):
     all_splits = _cfg(corpus, splits=[])
     excluded = _cfg(corpus, splits=[], exclude=["synthetic/test"])
-    keys_all = set(_epoch_keys(PretrainStream(all_splits, tokenizer), 0))
-    keys_excl = set(_epoch_keys(PretrainStream(excluded, tokenizer), 0))
+    keys_all = set(_epoch_keys(PretrainStream(all_splits), 0))
+    keys_excl = set(_epoch_keys(PretrainStream(excluded), 0))
     assert len(keys_all) == 5 * 16 and len(keys_all - keys_excl) == 16
-    half = set(_epoch_keys(PretrainStream(_cfg(corpus, splits=[], data_fraction=0.5), tokenizer), 0))
+    half = set(_epoch_keys(PretrainStream(_cfg(corpus, splits=[], data_fraction=0.5)), 0))
     assert half == {k for k in keys_all if key_fraction(k) < 0.5} and 0.3 < len(half) / len(keys_all) < 0.7
 
 
@@ -78,7 +78,7 @@ def test_batches_are_padded_cropped_masked_and_resumable(corpus, tokenizer):
         assert a.keys == b.keys and torch.equal(a.pose, b.pose) and torch.equal(a.joint_mask, b.joint_mask)
 
 
-def test_too_few_shards_for_the_readers_is_a_clear_error(corpus, tokenizer):
+def test_too_few_shards_for_the_readers_is_a_clear_error(corpus):
     cfg = _cfg(corpus, num_workers=4)
     with pytest.raises(ValueError, match="at least one shard"):
-        PretrainStream(cfg, tokenizer, 0, 8)
+        PretrainStream(cfg, 0, 8)

@@ -4,10 +4,12 @@ Each rank reads its own shards — the epoch's shard order is a permutation draw
 round-robin by rank, then by dataloader worker — decodes and validates samples (invalid ones are logged,
 counted and skipped), filters them by dataset / split and by a stable hash of the key for the data-fraction
 ablation, shuffles through a buffer, groups samples of similar length into batches (less padding), crops
-clips to ``max_frames`` and pads the batch. Normalisation and masking are then done once per batch with
-tensor ops. Every random choice comes from generators seeded by ``(seed, epoch, rank, worker)`` or by the
-batch index, so the stream is a pure function of the config: a resumed run skips the batches it had
-consumed and continues exactly.
+clips to ``max_frames`` and pads the batch. Tokenisation, normalisation and masking are then done once per
+batch with tensor ops in the training process, so with one dataloader worker the two processes split the work:
+the worker reads, decodes and batches, the trainer prepares (a cached tokeniser, two batched tensor passes).
+Every random choice comes from generators seeded by ``(seed, epoch, rank, worker)`` or by the batch index, so
+the stream is a pure function of the config: a resumed run skips the batches it had consumed and continues
+exactly.
 
 Training is counted in steps: each rank's stream runs through epoch after epoch, so ranks with a different
 number of samples in an epoch never wait for one another.
@@ -19,6 +21,7 @@ import glob
 import hashlib
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,11 +77,10 @@ def key_fraction(key: str) -> float:
 class PretrainStream(IterableDataset):
     """Infinite stream of collated (not yet normalised) batches for one rank."""
 
-    def __init__(self, cfg: PretrainDataConfig, tokenizer: MBartTextTokenizer, rank: int = 0, world_size: int = 1,
-                 mask_ratio: float = 0.4):
+    def __init__(self, cfg: PretrainDataConfig, rank: int = 0, world_size: int = 1):
         super().__init__()
-        self.cfg, self.tokenizer = cfg, tokenizer
-        self.rank, self.world_size, self.mask_ratio = rank, world_size, mask_ratio
+        self.cfg = cfg
+        self.rank, self.world_size = rank, world_size
         self.shards = expand_shards(cfg.shards)
         readers = world_size * max(1, cfg.num_workers)
         if len(self.shards) < readers:
@@ -103,10 +105,15 @@ class PretrainStream(IterableDataset):
         rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, worker, 1])
         samples = (s for s in iter_samples(self.epoch_shards(epoch, worker, workers), self.stats) if self.keep(s))
         buffer: list[Sample] = []
+        draws = iter(())
         for sample in samples:  # shuffle buffer: emit a random element once the buffer is full
             buffer.append(sample)
             if len(buffer) >= self.cfg.shuffle_buffer:
-                yield buffer.pop(int(rng.integers(len(buffer))))
+                u = next(draws, None)
+                if u is None:  # uniform draws in blocks: one generator call per sample costs more than the pop
+                    draws = iter(rng.random(1024).tolist())
+                    u = next(draws)
+                yield buffer.pop(int(u * len(buffer)))
         rng.shuffle(buffer)
         yield from buffer
 
@@ -130,12 +137,10 @@ class PretrainStream(IterableDataset):
             start = int(rng.integers(len(s.pose) - n + 1))  # random crop of long clips
             pose[i, :n] = s.pose[start : start + n]
         frame_mask = torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]
-        texts = [s.meta.text if s.meta.paired else "" for s in samples]
-        languages = [s.meta.text_language if s.meta.paired else "en" for s in samples]
-        input_ids, text_mask = self.tokenizer(texts, languages)
-        return {"pose": torch.from_numpy(pose), "frame_mask": frame_mask, "input_ids": input_ids,
-                "text_mask": text_mask, "paired": torch.tensor([s.meta.paired for s in samples]),
-                "keys": [s.key for s in samples]}
+        return {"pose": torch.from_numpy(pose), "frame_mask": frame_mask,
+                "texts": [s.meta.text if s.meta.paired else "" for s in samples],
+                "languages": [s.meta.text_language if s.meta.paired else "en" for s in samples],
+                "paired": torch.tensor([s.meta.paired for s in samples]), "keys": [s.key for s in samples]}
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -146,23 +151,43 @@ class PretrainStream(IterableDataset):
                 yield self.collate(samples, rng)
 
 
-def prepare_batch(raw: dict, mask_ratio: float, seed: int, rank: int, index: int) -> Batch:
-    """Batched normalisation and masking; the mask depends only on (seed, rank, batch index)."""
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch ops on one thread, then restore the thread count.
+
+    A batch is a few hundred thousand numbers: an OpenMP team costs more than it saves on tensors that small,
+    and while dataloader workers keep the other cores busy its threads spin against them (measured on 2 cores:
+    one thread is 1.8× cheaper in CPU time uncontended, and many times faster next to a busy worker).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def prepare_batch(raw: dict, tokenizer: MBartTextTokenizer, mask_ratio: float, seed: int, rank: int,
+                  index: int) -> Batch:
+    """Tokenisation, batched normalisation and masking; the mask depends only on (seed, rank, batch index)."""
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank, index]).generate_state(1)[0]))
     frame_mask = raw["frame_mask"]
-    return Batch(pose=normalize_pose(raw["pose"]), frame_mask=frame_mask,
-                 joint_mask=hierarchical_mask(frame_mask, mask_ratio, generator=generator),
-                 input_ids=raw["input_ids"], text_mask=raw["text_mask"], paired=raw["paired"], keys=raw["keys"])
+    input_ids, text_mask = tokenizer(raw["texts"], raw["languages"])
+    with single_threaded():
+        pose = normalize_pose(raw["pose"])
+        joint_mask = hierarchical_mask(frame_mask, mask_ratio, generator=generator)
+    return Batch(pose=pose, frame_mask=frame_mask, joint_mask=joint_mask, input_ids=input_ids, text_mask=text_mask,
+                 paired=raw["paired"], keys=raw["keys"])
 
 
 def pretrain_batches(cfg: PretrainDataConfig, tokenizer: MBartTextTokenizer, *, rank: int = 0, world_size: int = 1,
                      mask_ratio: float = 0.4, skip: int = 0) -> Iterator[Batch]:
     """Normalised, masked batches for one rank, starting after ``skip`` consumed batches."""
-    stream = PretrainStream(cfg, tokenizer, rank, world_size, mask_ratio)
+    stream = PretrainStream(cfg, rank, world_size)
     # Its own generator: a DataLoader otherwise draws its base seed from the global torch RNG, which would
     # shift dropout after a resume restored that RNG.
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.num_workers,
                         persistent_workers=cfg.num_workers > 0, generator=torch.Generator().manual_seed(cfg.seed))
     for index, raw in enumerate(loader):
         if index >= skip:
-            yield prepare_batch(raw, mask_ratio, cfg.seed, rank, index)
+            yield prepare_batch(raw, tokenizer, mask_ratio, cfg.seed, rank, index)

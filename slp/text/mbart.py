@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoTokenizer, MBartModel, PreTrainedTokenizerBase
@@ -50,6 +51,8 @@ class MBartTextTokenizer:
         self.language_token_ids = {
             lang: int(tokenizer.convert_tokens_to_ids(code)) for lang, code in MBART_LANGUAGE_CODES.items()
         }
+        self.cache_size = 100_000
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, max_length: int = MAX_TEXT_TOKENS) -> MBartTextTokenizer:
@@ -66,18 +69,27 @@ class MBartTextTokenizer:
         """Token ids ``(B, m)`` and attention mask ``(B, m)`` (bool, True = token), right-padded."""
         if len(texts) != len(languages):
             raise ValueError(f"{len(texts)} texts but {len(languages)} languages")
-        pieces = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        rows = [
-            list(ids[: self.max_length - 2]) + [self.eos_token_id, self.language_token_id(lang)]
-            for ids, lang in zip(pieces, languages, strict=True)
-        ]
-        width = max((len(r) for r in rows), default=0)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.bool)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[i, : len(row)] = True
-        return input_ids, mask
+        rows = [self._row(text, lang) for text, lang in zip(texts, languages, strict=True)]
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        width = int(lengths.max(initial=0))
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
+        if rows:
+            input_ids[mask] = np.concatenate(rows)
+        return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+    def _row(self, text: str, language: str) -> np.ndarray:
+        """``[w1..wm, </s>, <lang>]`` of one text, cached: corpora repeat texts (every ISLR template sentence,
+        every unpaired sample's empty text), and tokenising is the costliest step of preparing a batch."""
+        cache_key = (text, language)
+        row = self._cache.get(cache_key)
+        if row is None:
+            pieces = self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_length - 2]
+            row = np.array([*pieces, self.eos_token_id, self.language_token_id(language)], dtype=np.int64)
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()  # bounded memory; the frequent texts come back at once
+            self._cache[cache_key] = row
+        return row
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of generated ids, without padding, ``</s>`` or language codes."""
