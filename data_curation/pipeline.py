@@ -210,8 +210,12 @@ def _collection_sequence(path: Path, key: str | None, source: PoseSourceConfig) 
 
 
 def _read_sequence(path: Path, key: str | None, source: PoseSourceConfig, missing_reason: str,
-                   unreadable_reason: str) -> PoseSequence:
-    """Read one sequence; ``.pose`` files carry their own fps and frame size, other formats take the config's."""
+                   unreadable_reason: str, record: CurationRecord | None = None) -> PoseSequence:
+    """Read one sequence; ``.pose`` files carry their own fps and frame size, other formats take the record's
+    (when its annotations gave them) or else the config's."""
+    if record is not None and (record.width or record.height or record.fps):
+        source = dataclasses.replace(source, width=record.width or source.width,
+                                     height=record.height or source.height, fps=record.fps or source.fps)
     if not path.is_file():
         raise RecordRejected(missing_reason, f"{path}: no such file")
     try:
@@ -258,7 +262,7 @@ def curate_record(name: str, record: CurationRecord, settings: ProcessSettings) 
     dataset = settings.datasets[name]
     _check_text(record)
     seq = _read_sequence(_resolve(dataset.poses.root, record.pose_path), record.pose_key, dataset.poses,
-                         "missing_pose_file", "unreadable_pose")
+                         "missing_pose_file", "unreadable_pose", record)
     if record.extra_hand_path:
         from data_curation.extra_hands import merge_extra_hands
 
@@ -267,7 +271,7 @@ def curate_record(name: str, record: CurationRecord, settings: ProcessSettings) 
         hands_path, hands_key = (("", record.extra_hand_path) if hands_source.format == "pickle"
                                  else (record.extra_hand_path, None))
         hands = _read_sequence(_resolve(hands_source.root, hands_path), hands_key, hands_source,
-                               "missing_extra_hand_file", "unreadable_extra_hands")
+                               "missing_extra_hand_file", "unreadable_extra_hands", record)
         try:
             seq = merge_extra_hands(seq, hands)
         except ValueError as exc:
@@ -445,7 +449,10 @@ def build(cfg: CurateConfig, records: Iterable[Item] | None = None) -> dict[str,
             if name not in settings.datasets:
                 raise ValueError(f"record of dataset {name!r}, which the config does not name")
             dataset = settings.datasets[name]
-            if item.split not in dataset.splits or item.split in dataset.exclude_splits:
+            # An annotation reject is logged whatever its split (it may have none: a CSL-Daily row missing from
+            # the split list), so every annotation problem is in rejects.parquet.
+            selected_split = item.split in dataset.splits and item.split not in dataset.exclude_splits
+            if isinstance(item, CurationRecord) and not selected_split:
                 excluded[(name, item.split)] += 1
                 continue
             records_in[(name, item.split)] += 1

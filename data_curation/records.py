@@ -30,6 +30,12 @@ class CurationRecord:
     label: int = -1
     paired: bool = False
     extra_hand_path: str | None = None  # optional second hand source for the same clip (SPEC §2)
+    # The clip's video geometry when the annotations know it (MS-ASL records each video's size and fps): used for
+    # pose formats that do not record them (.npy, MMPose JSON, pickles) instead of the dataset-wide config values,
+    # since web datasets mix resolutions. 0 = unknown.
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
     key: str = ""  # shard key (no dots); adapters build it with slp.data.schema.make_key
 
 

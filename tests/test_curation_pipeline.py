@@ -131,6 +131,20 @@ def test_every_record_ends_in_a_shard_or_in_rejects(tmp_path):
         "sl15m-000000.tar", "sl15m-000002.tar"]
 
 
+def test_record_geometry_overrides_the_dataset_frame_size(tmp_path):
+    """Web datasets mix resolutions: a record that knows its video's size and fps is normalised by them."""
+    kp = write_npy_pose(tmp_path / "poses" / "clip0.npy", frames=12, seed=0)
+    items = [("toy", _record(0, key="hd", width=1280, height=720, fps=30.0)), ("toy", _record(1, key="default", pose_path="clip0.npy"))]
+    build(toy_config(tmp_path, tmp_path / "out"), items)
+    samples = {s.key: s for s in iter_samples(sorted((tmp_path / "out" / "shards").glob("*.tar")))}
+    hd, default = samples["hd"], samples["default"]
+    assert (hd.meta.width, hd.meta.height, hd.meta.fps) == (1280, 720, 30.0)
+    assert (default.meta.width, default.meta.height, default.meta.fps) == (WIDTH, HEIGHT, 25.0)
+    seen = kp[..., 2] > 0
+    np.testing.assert_allclose(hd.pose[..., 0].astype(np.float32)[seen[:, WHOLEBODY_INDICES]],
+                               (kp[..., 0] / 1280)[:, WHOLEBODY_INDICES][seen[:, WHOLEBODY_INDICES]], atol=1e-3)
+
+
 def test_worker_count_gives_byte_identical_outputs(tmp_path):
     items = toy_corpus(tmp_path, num_records=30)
     one = build(toy_config(tmp_path, tmp_path / "w1", workers=1), items)

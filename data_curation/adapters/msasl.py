@@ -14,7 +14,9 @@ is used, ``signer`` only when ``signer_id`` is missing); ``clean_text`` / ``org_
 name for synonyms and notes ("match [light-a-MATCH]"), so the gloss is always the class name of ``label``.
 Multi-word class names use underscores ("how_many"): the sentence reads them as spaces ("This word is how
 many."), the gloss keeps the class name. Clips have no id of their own: ``source_id`` is
-``<file split>_<position in the file, 5 digits>`` (``val_00012``), stable for a given release file.
+``<file split>_<position in the file, 5 digits>`` (``val_00012``), stable for a given release file. Each
+record carries its video's ``width`` / ``height`` / ``fps``, so pose formats without a frame size (``.npy``,
+MMPose JSON) are normalised by the right one although the web videos mix resolutions.
 
 Poses (option ``clips``):
 
@@ -121,7 +123,18 @@ class MSASLAdapter(DatasetAdapter):
                    else dict(frame_start=int(start), frame_end=int(end)))
         sentence = isolated_sentence(gloss.replace("_", " "), self.text_language)
         return self.record(split, source_id, self.pose_name.format(fields), signer=signer, gloss=gloss, label=label,
-                           text=sentence, paired=True, **cut)
+                           text=sentence, paired=True, **cut, **_video_geometry(clip))
+
+
+def _video_geometry(clip: dict) -> dict[str, Any]:
+    """The clip's video width / height / fps when the annotation gives them as positive numbers (MS-ASL videos
+    mix resolutions; pose formats without a frame size need them)."""
+    geometry = {}
+    for field, cast in (("width", int), ("height", int), ("fps", float)):
+        value = clip.get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            geometry[field] = cast(value)
+    return geometry
 
 
 ADAPTER = MSASLAdapter
