@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from slp.models.sign_encoder import SignEncoderConfig
+from slp.models.stepnet import StepNetConfig
 from slp.text.mbart import DEFAULT_TEXT_ENCODER
 
 
@@ -39,9 +40,35 @@ class FinetuneOptimConfig:
 
 
 @dataclass
+class NLAConfig:
+    """NLA-SLR options of the ISLR head (slp.losses.nla), each switchable; all off = the paper's plain head."""
+
+    label_smoothing: bool = False  # language-aware label smoothing, ε = islr.label_smoothing
+    temperature: float = 0.5  # τ of the language-aware smoothing weights
+    inter_mixup: bool = False  # inter-modality mixup: auxiliary classifier on sign feature + each mapped gloss
+    inter_mixup_weight: float = 1.0  # λ of the auxiliary loss (the paper gives no value)
+    classifier_integration: bool = False  # θ1 ← μθ1 + (1 − μ)θ2 every step (needs inter_mixup)
+    integration_base: float = 0.99  # μ rises by a cosine from this to 1 over all training steps
+    intra_mixup: bool = False  # blend two clips' poses and targets, λ ~ Beta(α, α)
+    intra_mixup_alpha: float = 0.8
+    # Gloss embeddings (class → gloss from the training split's meta.gloss): the frozen text encoder's mean
+    # word-piece features by default, or a word-vector text file (`gloss v1 v2 …` per line) when set.
+    text_model: str = DEFAULT_TEXT_ENCODER
+    word_vectors: str = ""
+    lowercase_glosses: bool = True  # glosses are written in capitals; word models know the lower-case word
+
+
+@dataclass
+class ISLRStepNetConfig(StepNetConfig):
+    enabled: bool = False  # StepNet (slp.models.stepnet) between the encoder and the classifier
+
+
+@dataclass
 class ISLRConfig:
     label_smoothing: float = 0.2
     num_classes: int = 0  # 0: 1 + the largest label of the training split
+    nla: NLAConfig = field(default_factory=NLAConfig)
+    stepnet: ISLRStepNetConfig = field(default_factory=ISLRStepNetConfig)
 
 
 @dataclass
@@ -73,6 +100,7 @@ class RetrievalConfig:
     pool_window: int = 4  # s of AvgPool_s on the sign features
     temperature: float = 0.07  # initial τ (learnable, as in pre-training)
     similarity: str = "fine"  # fine | coarse
+    chunk_size: int = 32  # sign samples per block of the fine-grained training matrix (bounds its memory)
     max_text_tokens: int = 128
     train_text_encoder: bool = False  # the mBART encoder stays frozen unless set (its lr is encoder_lr_scale × lr)
 

@@ -2,20 +2,43 @@
 
 32 frames per clip (random in training, centred in evaluation), cross-entropy with label smoothing 0.2;
 metrics are per-instance and per-class top-1 / top-5 (paper Table III and Tables IV-VII).
+
+Options (``islr.nla.*``, ``islr.stepnet.*``; all off by default):
+
+- NLA-SLR (:mod:`slp.losses.nla`): language-aware label smoothing, inter-modality mixup with an auxiliary
+  classifier, its integration into the classifier, intra-modality mixup. Gloss embeddings of the classes (glosses
+  from the training split's ``meta.gloss``) come from the frozen text encoder or a word-vector file; they are kept
+  in the checkpoint and the class → gloss mapping in ``head.json``, so ``--eval-only`` never loads the text model.
+- StepNet (:mod:`slp.models.stepnet`) between the encoder and the classifier: the classifier reads StepNet's fused
+  feature (the prediction, as in the paper) and every partial prediction adds its loss with the same targets.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate import PartialState
 from torch import nn
 
-from finetune.config import FinetuneConfig
+from finetune.config import FinetuneConfig, NLAConfig
 from finetune.data import collate_poses
 from slp.data.schema import Sample
+from slp.losses.nla import (
+    integrate_classifier,
+    integration_momentum,
+    inter_modality_mixup_loss,
+    language_aware_targets,
+    mix_poses,
+    uniform_smoothing_targets,
+)
 from slp.metrics import islr_accuracy
 from slp.models.sign_encoder import SignPoseEncoder
+from slp.models.stepnet import StepNet, StepNetConfig, masked_mean
+from slp.text.gloss_embeddings import text_encoder_embeddings, word_vector_embeddings
+from slp.text.mbart import FrozenTextEncoder
 
 MAIN_METRIC = "per_instance_top1"
 HIGHER_IS_BETTER = True
@@ -27,28 +50,85 @@ def keep(sample: Sample) -> bool:
 
 class ISLRHead(nn.Module):
     def __init__(self, encoder: SignPoseEncoder, num_classes: int, num_frames: int = 32,
-                 label_smoothing: float = 0.2):
+                 label_smoothing: float = 0.2, *, nla: NLAConfig | None = None, stepnet: StepNetConfig | None = None,
+                 gloss_embeddings: torch.Tensor | None = None, glosses: list[str] | None = None,
+                 total_steps: int = 0):
+        """``gloss_embeddings`` ``(num_classes, D)`` (zero rows for classes without a gloss) and ``glosses`` are
+        needed by language-aware smoothing and inter-modality mixup; ``total_steps`` (the optimiser steps of the
+        whole training) sets the classifier-integration schedule."""
         super().__init__()
+        self.nla = nla or NLAConfig()
+        if (self.nla.label_smoothing or self.nla.inter_mixup) and (gloss_embeddings is None or glosses is None):
+            raise ValueError("islr.nla.label_smoothing / inter_mixup need the glosses and their embeddings")
+        if self.nla.classifier_integration and not self.nla.inter_mixup:
+            raise ValueError("islr.nla.classifier_integration integrates the inter-modality mixup classifier: "
+                             "turn on islr.nla.inter_mixup")
         self.encoder = encoder
-        self.classifier = nn.Linear(encoder.output_dim, num_classes)
+        self.stepnet = StepNet(stepnet, encoder, num_classes) if stepnet is not None else None
+        feature_dim = stepnet.width if stepnet is not None else encoder.output_dim
+        self.classifier = nn.Linear(feature_dim, num_classes)
         self.num_classes = num_classes
         self.num_frames = num_frames
         self.label_smoothing = label_smoothing
+        self.glosses = glosses
+        if gloss_embeddings is not None:
+            self.register_buffer("gloss_embeddings", gloss_embeddings.float())
+            self.register_buffer("has_gloss", torch.tensor([bool(g) for g in glosses]), persistent=False)
+        if self.nla.inter_mixup:
+            self.gloss_projection = nn.Linear(gloss_embeddings.shape[1], feature_dim)
+            self.auxiliary_classifier = nn.Linear(feature_dim, num_classes)
+        self.total_steps = total_steps
+        self.steps_done = 0  # training iterations so far: m of the integration schedule
 
     @property
     def device(self) -> torch.device:
         return self.classifier.weight.device
 
+    def features(self, pose: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The ``(B, D)`` feature the classifier reads and StepNet's partial logits (none for the linear head)."""
+        features = self.encoder(pose, frame_mask)
+        if self.stepnet is None:
+            return masked_mean(features, frame_mask), {}
+        out = self.stepnet(features, self.encoder.embedding.node_features(pose), frame_mask)
+        return out.feature, out.partial_logits
+
     def logits(self, pose: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(pose.to(self.device), frame_mask.to(self.device))
-        pooled = features.sum(dim=1) / frame_mask.to(self.device).sum(dim=1, keepdim=True).clamp(min=1)  # padding is 0
-        return self.classifier(pooled)
+        return self.classifier(self.features(pose.to(self.device), frame_mask.to(self.device))[0])
+
+    def targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """Smoothed ``(B, N)`` targets: language-aware or uniform, both with ε = ``label_smoothing``."""
+        if self.nla.label_smoothing:
+            return language_aware_targets(self.gloss_embeddings, labels, self.label_smoothing, self.nla.temperature,
+                                          self.has_gloss)
+        return uniform_smoothing_targets(labels, self.num_classes, self.label_smoothing)
 
     def forward(self, samples: list[Sample], rng: np.random.Generator) -> torch.Tensor:
         """Training loss of a batch of samples."""
         pose, mask = collate_poses(samples, self.num_frames, True, rng)
+        pose, mask = pose.to(self.device), mask.to(self.device)
         labels = torch.tensor([s.meta.label for s in samples], device=self.device)
-        return F.cross_entropy(self.logits(pose, mask), labels, label_smoothing=self.label_smoothing)
+        targets = self.targets(labels)
+        hard = F.one_hot(labels, self.num_classes).float()
+        if self.nla.intra_mixup:
+            lam = float(rng.beta(self.nla.intra_mixup_alpha, self.nla.intra_mixup_alpha))
+            partner = torch.from_numpy(rng.permutation(len(samples))).to(self.device)
+            pose, mask = mix_poses(pose, mask, partner, lam)
+            targets = lam * targets + (1 - lam) * targets[partner]
+            hard = lam * hard + (1 - lam) * hard[partner]
+        if self.nla.classifier_integration:  # eq. 6: integrate, then this iteration's optimiser step
+            momentum = integration_momentum(self.steps_done, self.total_steps, self.nla.integration_base)
+            integrate_classifier(self.classifier, self.auxiliary_classifier, momentum)
+        self.steps_done += 1
+        feature, partial_logits = self.features(pose, mask)
+        predictions = (self.classifier(feature), *partial_logits.values())
+        loss = sum(F.cross_entropy(q.float(), targets) for q in predictions)
+        if self.nla.inter_mixup:
+            gloss_classes = torch.nonzero(self.has_gloss).flatten()
+            mapped = self.gloss_projection(self.gloss_embeddings[gloss_classes])
+            gloss_logits = F.linear(mapped, self.auxiliary_classifier.weight)
+            loss = loss + self.nla.inter_mixup_weight * inter_modality_mixup_loss(
+                self.auxiliary_classifier(feature), gloss_logits, hard, gloss_classes)
+        return loss
 
     @torch.no_grad()
     def evaluate(self, samples: list[Sample], batch_size: int) -> dict[str, float]:
@@ -60,7 +140,44 @@ class ISLRHead(nn.Module):
         return islr_accuracy(torch.cat(scores), [s.meta.label for s in samples])
 
     def head_state(self) -> dict:
-        return {"num_classes": self.num_classes}
+        state = {"num_classes": self.num_classes}
+        if self.glosses is not None:
+            state.update(glosses=self.glosses, gloss_dim=int(self.gloss_embeddings.shape[1]))
+        return state
+
+
+def class_glosses(train: list[Sample], num_classes: int, lowercase: bool) -> tuple[list[str], list[str]]:
+    """Gloss and text language of every class from its training samples ("" for a class without samples)."""
+    glosses, languages = [""] * num_classes, [""] * num_classes
+    for sample in train:
+        label, gloss = sample.meta.label, sample.meta.gloss
+        if not isinstance(gloss, str) or not gloss.strip():
+            raise ValueError(f"islr.nla: sample {sample.key} (class {label}) has no gloss in meta.gloss; "
+                             "language-aware smoothing and inter-modality mixup need the glosses")
+        gloss = gloss.strip().lower() if lowercase else gloss.strip()
+        if glosses[label] and glosses[label] != gloss:
+            raise ValueError(f"islr.nla: class {label} has two glosses, {glosses[label]!r} and {gloss!r}")
+        glosses[label], languages[label] = gloss, sample.meta.text_language
+    return glosses, languages
+
+
+def gloss_embeddings(nla: NLAConfig, glosses: list[str], languages: list[str]) -> torch.Tensor:
+    """``(N, D)`` embeddings of the classes' glosses (zero rows for classes without one)."""
+    known = [k for k, g in enumerate(glosses) if g]
+    if len(known) < 2:
+        raise ValueError(f"islr.nla: {len(known)} class(es) with a gloss; language-aware options need two or more")
+    if nla.word_vectors:
+        vectors = word_vector_embeddings([glosses[k] for k in known], nla.word_vectors)
+    else:
+        unknown_language = [glosses[k] for k in known if not languages[k]]
+        if unknown_language:
+            raise ValueError(f"islr.nla: glosses without a text language (meta.text_language) for the text "
+                             f"encoder, e.g. {unknown_language[:5]}; set islr.nla.word_vectors instead")
+        text_encoder = FrozenTextEncoder.from_pretrained(nla.text_model).to(PartialState().device)
+        vectors = text_encoder_embeddings([glosses[k] for k in known], [languages[k] for k in known], text_encoder)
+    table = torch.zeros(len(glosses), vectors.shape[1])
+    table[known] = vectors
+    return table
 
 
 def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample], state: dict | None) -> ISLRHead:
@@ -72,7 +189,23 @@ def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample
         num_classes = 1 + max(s.meta.label for s in train)
     else:
         raise ValueError("islr: set islr.num_classes (no training split and no head.json beside the checkpoint)")
-    return ISLRHead(encoder, num_classes, cfg.data.num_frames, cfg.islr.label_smoothing)
+    nla = cfg.islr.nla
+    glosses = embeddings = None
+    if nla.label_smoothing or nla.inter_mixup:
+        if state is not None:  # evaluation: the embeddings are in the checkpoint, no text model needed
+            if "glosses" not in state:
+                raise ValueError("islr.nla: head.json has no glosses (the checkpoint was trained without them)")
+            glosses, embeddings = state["glosses"], torch.zeros(num_classes, state["gloss_dim"])
+        elif train:
+            glosses, languages = class_glosses(train, num_classes, nla.lowercase_glosses)
+            embeddings = gloss_embeddings(nla, glosses, languages)
+        else:
+            raise ValueError("islr.nla: no training split and no head.json beside the checkpoint to take glosses from")
+    # The trainer's optimiser steps (run_task's steps_per_epoch × epochs): M of the integration schedule.
+    total_steps = cfg.optim.epochs * math.ceil(len(train) / cfg.optim.batch_size / PartialState().num_processes)
+    stepnet = cfg.islr.stepnet if cfg.islr.stepnet.enabled else None
+    return ISLRHead(encoder, num_classes, cfg.data.num_frames, cfg.islr.label_smoothing, nla=nla, stepnet=stepnet,
+                    gloss_embeddings=embeddings, glosses=glosses, total_steps=total_steps)
 
 
 def results_table(dev: dict, test: dict) -> str:

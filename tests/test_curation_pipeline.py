@@ -134,7 +134,8 @@ def test_every_record_ends_in_a_shard_or_in_rejects(tmp_path):
 def test_record_geometry_overrides_the_dataset_frame_size(tmp_path):
     """Web datasets mix resolutions: a record that knows its video's size and fps is normalised by them."""
     kp = write_npy_pose(tmp_path / "poses" / "clip0.npy", frames=12, seed=0)
-    items = [("toy", _record(0, key="hd", width=1280, height=720, fps=30.0)), ("toy", _record(1, key="default", pose_path="clip0.npy"))]
+    items = [("toy", _record(0, key="hd", width=1280, height=720, fps=30.0)),
+             ("toy", _record(1, key="default", pose_path="clip0.npy"))]
     build(toy_config(tmp_path, tmp_path / "out"), items)
     samples = {s.key: s for s in iter_samples(sorted((tmp_path / "out" / "shards").glob("*.tar")))}
     hd, default = samples["hd"], samples["default"]

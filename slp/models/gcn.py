@@ -73,14 +73,21 @@ class PoseEmbedding(nn.Module):
         else:
             self.blocks = nn.ModuleList()
             node_dim = 3
+        self.node_dim = node_dim  # C of node_features
         self.manual_proj = nn.Linear(len(MANUAL_INDICES) * node_dim, cfg.manual_dim)
         self.non_manual_proj = nn.Linear(len(NON_MANUAL_INDICES) * node_dim, cfg.non_manual_dim)
 
-    def forward(self, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def node_features(self, pose: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 79, 3)`` → per-point features ``(B, T, 79, C)`` (the raw points for the linear kind), before
+        the points are flattened into groups: heads that model body parts (StepNet) read them part by part."""
         b, t = pose.shape[:2]
         x = pose.reshape(b * t, NUM_POINTS, pose.shape[-1])
         for block in self.blocks:
             x = block(x)
-        manual = self.manual_proj(x[:, self.manual_index].flatten(1)).reshape(b, t, -1)
-        non_manual = self.non_manual_proj(x[:, self.non_manual_index].flatten(1)).reshape(b, t, -1)
+        return x.reshape(b, t, NUM_POINTS, -1)
+
+    def forward(self, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.node_features(pose)
+        manual = self.manual_proj(x[:, :, self.manual_index].flatten(2))
+        non_manual = self.non_manual_proj(x[:, :, self.non_manual_index].flatten(2))
         return manual, non_manual
