@@ -97,3 +97,14 @@ def test_nine_dataset_fixtures_build_end_to_end(tmp_path, capsys):
     assert set(stats["table_ii"]) == {"ASL", "BSL", "CSL", "GSL", "total"}
     assert stats["table_ii"]["total"]["samples"] == summary["totals"]["written"]
     capsys.readouterr()
+
+
+def test_sl15m_config_names_the_nine_sources_and_keeps_benchmark_tests_out():
+    from data_curation.adapters import ADAPTER_MODULES
+    from data_curation.config import CurateConfig
+    from slp.config import load_config
+
+    cfg = load_config(CurateConfig, "configs/curate/sl15m.yaml", ["workers=2"])
+    assert cfg.workers == 2 and set(cfg.datasets) == set(ADAPTER_MODULES)
+    assert {d.adapter for d in cfg.datasets.values()} == set(ADAPTER_MODULES)
+    assert all(d.exclude_splits == ["test"] for name, d in cfg.datasets.items() if name != "bobsl")

@@ -22,9 +22,10 @@ Join of the two files, each entry accounted for once:
 
 - a label row whose name has no split row, or whose split row holds an unknown split name, cannot be
   placed in a split — and curating it could leak a test sample into pre-training — so it is yielded as a
-  reject (``no_split_entry`` / ``unknown_split``) with the split ``unsplit``, which no config selects: the
-  pipeline counts it under ``by_dataset.csl_daily.unsplit.excluded_split`` of the build summary, and it is
-  logged. (The real release has such rows: ``S000007_P0003_T00`` is in ``video_map.txt`` only.)
+  reject (``no_split_entry`` / ``unknown_split``) with the split ``unsplit``: it is logged and lands in
+  ``rejects.parquet`` (the pipeline logs annotation rejects whatever their split), counted under
+  ``by_dataset.csl_daily.unsplit`` of the build summary. (The real release has such rows:
+  ``S000007_P0003_T00`` is in ``video_map.txt`` only.)
 - a split row without a label row (no text, no glosses) is rejected in its split as ``no_label_row``, after
   all label rows, in split-file order.
 - a second split row of a name is rejected as ``duplicate_id`` (the first one's split stands); a second label
