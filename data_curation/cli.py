@@ -2,6 +2,7 @@
 
     slp-curate build --config configs/curate/sl15m.yaml [workers=4 output=runs/sl15m ...]
     slp-curate stats runs/sl15m [--out runs/sl15m/stats]
+    slp-curate fixtures --out runs/fixtures     # the nine datasets in their release formats, small, + a config
     slp-curate synthetic --out runs/synthetic [num_glosses=40 num_signers=12 ...]
     slp-curate render POSE_OR_SHARD --out runs/render/football [--key KEY] [--fps 25 --width 1280 --height 720]
 """
@@ -44,6 +45,14 @@ def _stats(args: argparse.Namespace) -> None:
     stats = write_stats(manifest, out)
     print(format_table(stats))
     print(f"stats → {out / 'stats.json'}, duration histogram → {out / 'duration_histogram.png'}")
+
+
+def _fixtures(args: argparse.Namespace) -> None:
+    from data_curation.fixtures import FIXTURE_DATASETS, write_fixture_datasets
+
+    config = write_fixture_datasets(args.out, tuple(args.datasets or FIXTURE_DATASETS))
+    print(f"fixtures of {', '.join(args.datasets or FIXTURE_DATASETS)} under {args.out}; build them with:\n"
+          f"  slp-curate build --config {config}")
 
 
 def _synthetic(args: argparse.Namespace) -> None:
@@ -97,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     sts.add_argument("build", help="a build folder (or its manifest.parquet)")
     sts.add_argument("--out", help="where stats.json and duration_histogram.png go (default: the build folder)")
     sts.set_defaults(run=_stats)
+
+    fix = sub.add_parser("fixtures", help="write small datasets in the nine sources' release formats + a config")
+    fix.add_argument("--out", required=True, help="output folder (one folder a dataset, curate.yaml)")
+    fix.add_argument("--datasets", nargs="*", help="a subset of the nine (default: all)")
+    fix.set_defaults(run=_fixtures)
 
     syn = sub.add_parser("synthetic", help="write the procedural synthetic signer corpus as shards")
     syn.add_argument("--out", required=True, help="output folder (shards/, manifest.parquet, summary.json)")

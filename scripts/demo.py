@@ -1,6 +1,7 @@
 """The one-command demo (``make demo``): every stage of slp on an embedded default, on CPU.
 
-The procedural synthetic signer corpus written as shards; the tiny local mBART stand-in built from its texts
+The procedural synthetic signer corpus written as shards; the nine curation sources in their release formats
+(small fixtures) built into shards with rejects and Table II stats; the tiny local mBART stand-in built from its texts
 and loaded through the real ``from_pretrained`` path; the real sample poses of ``../shared/realdata`` (when that
 folder is beside the checkout) converted to the 79-point shard format; one real and one synthetic sample
 rendered; the ``tiny`` encoder pre-trained with DeepSpeed on 2 local ranks and exported; ISLR fine-tuned from it
@@ -69,6 +70,17 @@ def main() -> None:
     first = next(s for s in iter_samples(sorted((out / "synthetic" / "shards").glob("*.tar")), stats)
                  if s.key.startswith("synthetic_sentence"))
     print(f"   {corpus['samples']} samples, {corpus['frames']} frames: {corpus['by_kind_and_split']}")
+
+    print("== 1b. curation: the nine sources in their release formats (small fixtures) → shards, rejects, stats")
+    fixtures = out / "curation"
+    curate = [str(Path(sys.executable).with_name("slp-curate"))]
+    subprocess.run([*curate, "fixtures", "--out", str(fixtures)], check=True)
+    subprocess.run([*curate, "build", "--config", str(fixtures / "curate.yaml"), "workers=2"], check=True)
+    subprocess.run([*curate, "stats", str(fixtures / "build")], check=True)
+    built = json.loads((fixtures / "build" / "summary.json").read_text())
+    summary["curation"] = {"totals": built["totals"], "reconciled": built["reconciled"],
+                           "stats": str(fixtures / "build" / "stats.json"),
+                           "histogram": str(fixtures / "build" / "duration_histogram.png")}
 
     print("== 2. tiny mBART stand-in, loaded through FrozenTextEncoder.from_pretrained")
     mbart_dir = build_tiny_mbart(out / "tiny_mbart", corpus_texts(cfg))

@@ -83,8 +83,8 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
 
 
 def test_nine_dataset_fixtures_build_end_to_end(tmp_path, capsys):
-    fixtures = pytest.importorskip("data_curation.fixtures", reason="the adapters' fixtures are not written yet")
-    config = fixtures.write_fixture_datasets(tmp_path / "fixtures")
+    curate(["fixtures", "--out", str(tmp_path / "fixtures")])
+    config = tmp_path / "fixtures" / "curate.yaml"
     curate(["build", "--config", str(config), f"output={tmp_path / 'build'}", "workers=2"])
     summary = json.loads((tmp_path / "build" / "summary.json").read_text())
     assert summary["reconciled"]
