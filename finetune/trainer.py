@@ -150,7 +150,7 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
         checkpoint = str(out / BEST)
         model = accelerator.unwrap_model(model)
     model.load_state_dict(load_file(checkpoint))
-    model.eval()
+    model.to(accelerator.device).eval()  # --eval-only never went through accelerator.prepare
     results = {"task": cfg.task, "checkpoint": checkpoint, "pretrained": pretrained,
                "dev": model.evaluate(dev, batch), "test": model.evaluate(test, batch),
                "history": history, "head_state": model.head_state(), "config": dataclasses.asdict(cfg)}
