@@ -74,6 +74,7 @@ class ISLRHead(nn.Module):
         if gloss_embeddings is not None:
             self.register_buffer("gloss_embeddings", gloss_embeddings.float())
             self.register_buffer("has_gloss", torch.tensor([bool(g) for g in glosses]), persistent=False)
+            self.register_buffer("gloss_classes", torch.nonzero(self.has_gloss).flatten(), persistent=False)
         if self.nla.inter_mixup:
             self.gloss_projection = nn.Linear(gloss_embeddings.shape[1], feature_dim)
             self.auxiliary_classifier = nn.Linear(feature_dim, num_classes)
@@ -123,11 +124,10 @@ class ISLRHead(nn.Module):
         predictions = (self.classifier(feature), *partial_logits.values())
         loss = sum(F.cross_entropy(q.float(), targets) for q in predictions)
         if self.nla.inter_mixup:
-            gloss_classes = torch.nonzero(self.has_gloss).flatten()
-            mapped = self.gloss_projection(self.gloss_embeddings[gloss_classes])
-            gloss_logits = F.linear(mapped, self.auxiliary_classifier.weight)
+            mapped = self.gloss_projection(self.gloss_embeddings[self.gloss_classes])
+            gloss_logits = F.linear(mapped, self.auxiliary_classifier.weight)  # FC2 without its bias, see the loss
             loss = loss + self.nla.inter_mixup_weight * inter_modality_mixup_loss(
-                self.auxiliary_classifier(feature), gloss_logits, hard, gloss_classes)
+                self.auxiliary_classifier(feature), gloss_logits, hard, self.gloss_classes)
         return loss
 
     @torch.no_grad()
