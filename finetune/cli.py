@@ -3,6 +3,9 @@
     slp-finetune --task islr --config configs/finetune/islr/wlasl.yaml --pretrained runs/pretrain/encoder
     slp-finetune --task islr --config configs/finetune/islr/wlasl.yaml --eval-only \
         --checkpoint runs/finetune/islr_wlasl/best.safetensors
+    slp-finetune --task cslr --config configs/finetune/cslr/phoenix14.yaml --pretrained runs/pretrain/encoder
+    slp-finetune --task slt --config configs/finetune/slt/phoenix14t.yaml --pretrained runs/pretrain/encoder
+    slp-finetune --task retrieval --config configs/finetune/retrieval/csl_daily.yaml --pretrained ...
     accelerate launch --num_processes 8 -m finetune.cli --task islr --config ...      # distributed
 
 Without --pretrained the encoder is built from the config's `encoder` section and trained from scratch.
