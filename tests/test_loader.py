@@ -82,3 +82,31 @@ def test_too_few_shards_for_the_readers_is_a_clear_error(corpus):
     cfg = _cfg(corpus, num_workers=4)
     with pytest.raises(ValueError, match="at least one shard"):
         PretrainStream(cfg, 0, 8)
+
+
+class _ShardCount(torch.utils.data.IterableDataset):
+    """Each dataloader worker counts what iter_samples gives it for the same shard."""
+
+    def __init__(self, shard: str):
+        super().__init__()
+        self.shard = shard
+
+    def __iter__(self):
+        from slp.data.shards import iter_samples
+
+        yield torch.utils.data.get_worker_info().id, sum(1 for _ in iter_samples([self.shard]))
+
+
+def test_every_dataloader_worker_reads_the_shards_it_is_given(corpus):
+    # The loader splits shards by worker itself; webdataset must not split them again (a worker left with no
+    # shard would loop over empty epochs forever).
+    shard = sorted(str(p) for p in (corpus / "shards").glob("*.tar"))[0]
+    loader = torch.utils.data.DataLoader(_ShardCount(shard), batch_size=None, num_workers=2)
+    counts = dict(loader)
+    assert set(counts) == {0, 1} and counts[0] == counts[1] == CORPUS.shard_samples
+
+
+def test_two_workers_give_batches_from_both(corpus, tokenizer):
+    cfg = _cfg(corpus, splits=[], num_workers=2)
+    keys = [k for b in itertools.islice(pretrain_batches(cfg, tokenizer), 8) for k in b.keys]
+    assert len(keys) == 32 and len(set(keys)) == 32

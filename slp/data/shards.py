@@ -242,8 +242,10 @@ def iter_samples(urls: Iterable[str | Path], stats: ReadStats | None = None) -> 
                 stats.record(url, "", f"unreadable tar ({type(exc).__name__}: {exc})")
             return True
 
+        # Callers split shards by rank and worker themselves: webdataset's own splitters would hand this one
+        # shard to one dataloader worker only and leave the others with nothing (an endless empty epoch).
         dataset = wds.WebDataset([url], shardshuffle=False, empty_check=False, handler=on_stream_error,
-                                 nodesplitter=None)
+                                 nodesplitter=None, workersplitter=None)
         for raw in dataset:
             key = raw.get("__key__", "?")
             try:
