@@ -130,17 +130,20 @@ class PretrainStream(IterableDataset):
                     yield batches[i]
 
     def collate(self, samples: list[Sample], rng: np.random.Generator) -> dict:
-        lengths = [min(len(s.pose), self.cfg.max_frames) for s in samples]
-        t = max(lengths)
-        pose = np.zeros((len(samples), t, 79, 3), dtype=np.float16)
+        """Padded float16 poses and per-sample fields as numpy arrays and lists.
+
+        Numpy, not tensors: a worker hands each tensor to the trainer through a new shared-memory segment, which
+        for batches this small costs more than the whole batch's decoding; numpy arrays travel in the pickle.
+        """
+        lengths = np.array([min(len(s.pose), self.cfg.max_frames) for s in samples])
+        pose = np.zeros((len(samples), int(lengths.max()), 79, 3), dtype=np.float16)
         for i, (s, n) in enumerate(zip(samples, lengths)):
             start = int(rng.integers(len(s.pose) - n + 1))  # random crop of long clips
             pose[i, :n] = s.pose[start : start + n]
-        frame_mask = torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]
-        return {"pose": torch.from_numpy(pose), "frame_mask": frame_mask,
+        return {"pose": pose, "lengths": lengths,
                 "texts": [s.meta.text if s.meta.paired else "" for s in samples],
                 "languages": [s.meta.text_language if s.meta.paired else "en" for s in samples],
-                "paired": torch.tensor([s.meta.paired for s in samples]), "keys": [s.key for s in samples]}
+                "paired": np.array([s.meta.paired for s in samples]), "keys": [s.key for s in samples]}
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -171,13 +174,18 @@ def prepare_batch(raw: dict, tokenizer: MBartTextTokenizer, mask_ratio: float, s
                   index: int) -> Batch:
     """Tokenisation, batched normalisation and masking; the mask depends only on (seed, rank, batch index)."""
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank, index]).generate_state(1)[0]))
-    frame_mask = raw["frame_mask"]
+    pose = torch.from_numpy(raw["pose"])
+    frame_mask = torch.arange(pose.shape[1])[None, :] < torch.from_numpy(raw["lengths"])[:, None]
     input_ids, text_mask = tokenizer(raw["texts"], raw["languages"])
     with single_threaded():
-        pose = normalize_pose(raw["pose"])
+        pose = normalize_pose(pose)
         joint_mask = hierarchical_mask(frame_mask, mask_ratio, generator=generator)
     return Batch(pose=pose, frame_mask=frame_mask, joint_mask=joint_mask, input_ids=input_ids, text_mask=text_mask,
-                 paired=raw["paired"], keys=raw["keys"])
+                 paired=torch.from_numpy(raw["paired"]), keys=raw["keys"])
+
+
+def _as_collated(batch: dict) -> dict:
+    return batch
 
 
 def pretrain_batches(cfg: PretrainDataConfig, tokenizer: MBartTextTokenizer, *, rank: int = 0, world_size: int = 1,
@@ -186,7 +194,8 @@ def pretrain_batches(cfg: PretrainDataConfig, tokenizer: MBartTextTokenizer, *, 
     stream = PretrainStream(cfg, rank, world_size)
     # Its own generator: a DataLoader otherwise draws its base seed from the global torch RNG, which would
     # shift dropout after a resume restored that RNG.
-    loader = DataLoader(stream, batch_size=None, num_workers=cfg.num_workers,
+    # collate_fn keeps the worker's numpy arrays as they are (the default would turn them into tensors).
+    loader = DataLoader(stream, batch_size=None, num_workers=cfg.num_workers, collate_fn=_as_collated,
                         persistent_workers=cfg.num_workers > 0, generator=torch.Generator().manual_seed(cfg.seed))
     for index, raw in enumerate(loader):
         if index >= skip:
