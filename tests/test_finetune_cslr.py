@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from finetune import cslr
-from finetune.cli import main as finetune
 from finetune.config import FinetuneConfig
 from finetune.data import collate_sequences, load_split
 from finetune.trainer import build_encoder
 from slp.config import load_config
 from slp.synthetic import SyntheticConfig, generate_sentences, write_synthetic_corpus
+from tests.finetune_runs import finetune_and_reevaluate
 
 CONFIG = "configs/finetune/cslr/synthetic.yaml"
 
@@ -182,12 +182,7 @@ def test_cslr_learns_and_eval_only_reproduces(tmp_path, capsys):
     test = load_split(cfg.data.shards, "synthetic", "test", cslr.keep)
     untrained = cslr.build_head(cfg, build_encoder(cfg, None), train, None).eval().evaluate(test, 8)
 
-    finetune(["--task", "cslr", "--config", CONFIG, f"output={tmp_path / 'run'}", *overrides])
-    table = capsys.readouterr().out
-    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    finetune(["--task", "cslr", "--config", CONFIG, f"output={tmp_path / 'eval'}", *overrides,
-              "--eval-only", "--checkpoint", str(tmp_path / "run" / "best.safetensors")])
-    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    trained, again, table = finetune_and_reevaluate("cslr", CONFIG, tmp_path, overrides, capsys)
     with capsys.disabled():
         print(f"\n{table}CSLR test WER on held-out signers: trained {trained['test']['wer']:.1f} "
               f"(del {trained['test']['del']:.1f} ins {trained['test']['ins']:.1f}), untrained "

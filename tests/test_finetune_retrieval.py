@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from finetune import retrieval
-from finetune.cli import main as finetune
 from finetune.config import FinetuneConfig
 from finetune.data import load_split
 from finetune.trainer import build_encoder, parameter_groups
@@ -22,6 +21,7 @@ from slp.data.schema import Sample, SampleMeta
 from slp.synthetic import SyntheticConfig, corpus_texts, write_synthetic_corpus
 from slp.synthetic.corpus import LEXICON
 from slp.text.tiny import build_tiny_mbart
+from tests.finetune_runs import finetune_and_reevaluate
 
 CONFIG = "configs/finetune/retrieval/synthetic.yaml"
 
@@ -168,9 +168,7 @@ def test_retrieval_learns_on_held_out_signers_and_eval_only_reproduces(tmp_path,
     test = load_split(cfg.data.shards, cfg.data.dataset, cfg.data.test_split, retrieval.keep)
     untrained = _head(cfg, seed=cfg.seed).eval().evaluate(test, cfg.optim.batch_size)
 
-    finetune(["--task", "retrieval", "--config", CONFIG, *common, f"output={tmp_path / 'run'}"])
-    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    table = capsys.readouterr().out
+    trained, again, table = finetune_and_reevaluate("retrieval", CONFIG, tmp_path, common, capsys)
     assert "T2V" in table and "V2T" in table and "MedR" in table
     result = trained["test"]
     chance = {k: 100 * k / len(test) for k in (1, 5)}
@@ -182,8 +180,4 @@ def test_retrieval_learns_on_held_out_signers_and_eval_only_reproduces(tmp_path,
         assert result[f"{direction}_r1"] > max(3 * chance[1], untrained[f"{direction}_r1"] + 5)
         assert result[f"{direction}_r5"] > max(2 * chance[5], untrained[f"{direction}_r5"] + 15)
         assert result[f"{direction}_medr"] < untrained[f"{direction}_medr"] / 2
-
-    finetune(["--task", "retrieval", "--config", CONFIG, *common, f"output={tmp_path / 'eval'}", "--eval-only",
-              "--checkpoint", str(tmp_path / "run" / "best.safetensors")])
-    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert again["test"] == result and again["dev"] == trained["dev"]

@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from finetune import slt
-from finetune.cli import main as finetune
 from finetune.config import FinetuneConfig
 from finetune.data import load_split
 from finetune.trainer import build_encoder
@@ -25,6 +24,7 @@ from slp.metrics import translation_scores
 from slp.synthetic import SyntheticConfig, write_synthetic_corpus
 from slp.synthetic.corpus import generate_isolated, generate_sentences
 from slp.text import MBartTextTokenizer
+from tests.finetune_runs import finetune_and_reevaluate
 
 CONFIG = "configs/finetune/slt/synthetic.yaml"
 
@@ -297,12 +297,7 @@ def test_slt_learns_on_held_out_signers_and_eval_only_reproduces(tmp_path, tiny_
     commonest = Counter(s.meta.text for s in train).most_common(1)[0][0]
     blind = translation_scores([commonest] * len(test), [s.meta.text for s in test], "en")
 
-    finetune(["--task", "slt", "--config", CONFIG, f"output={tmp_path / 'run'}", *overrides])
-    table = capsys.readouterr().out
-    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    finetune(["--task", "slt", "--config", CONFIG, f"output={tmp_path / 'eval'}", *overrides,
-              "--eval-only", "--checkpoint", str(tmp_path / "run" / "best.safetensors")])
-    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    trained, again, table = finetune_and_reevaluate("slt", CONFIG, tmp_path, overrides, capsys)
     result = trained["test"]
     with capsys.disabled():
         print(f"\n{table}SLT test on held-out signers ({len(test)} sentences): BLEU-4 / BLEU-1 trained "

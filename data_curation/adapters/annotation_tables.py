@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,15 +123,18 @@ class SplitTableAdapter(DatasetAdapter):
     quoting = csv.QUOTE_NONE
     id_column = ""
 
+    @abstractmethod
     def split_files(self) -> dict[str, str]:
-        raise NotImplementedError
+        """train / dev / test → the annotation file of that split."""
 
+    @abstractmethod
     def required_columns(self) -> tuple[str, ...]:
-        raise NotImplementedError
+        """Header columns a table must have (a missing one is an error naming the file)."""
 
+    @abstractmethod
     def row_record(self, split: str, source_id: str, values: dict[str, str],
                    where: str) -> CurationRecord | AnnotationReject:
-        raise NotImplementedError
+        """The record (or reject) of one well-formed row; ``where`` names the file and line."""
 
     def annotation_records(self) -> Iterator[CurationRecord | AnnotationReject]:
         seen = FirstSeen()

@@ -9,6 +9,7 @@ annotation it cannot use: it must never raise on one bad row, and never drop one
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def normalise_split(split: str) -> str | None:
     return SPLIT_NAMES.get(split.strip().lower())
 
 
-class DatasetAdapter:
+class DatasetAdapter(ABC):
     name: str = ""  # the dataset name written into every sample (wlasl, msasl, …)
     sign_language: str = ""  # ASL, BSL, CSL, GSL
     text_language: str = ""  # en, de, zh
@@ -56,8 +57,9 @@ class DatasetAdapter:
 
     # ------------------------------------------------------------------------------------------ for subclasses
 
+    @abstractmethod
     def annotation_records(self) -> Iterator[CurationRecord | AnnotationReject]:
-        raise NotImplementedError
+        """One record per clip of the annotations, or a reject with its reason; never raises on one bad row."""
 
     def option(self, key: str, default: Any = None) -> Any:
         return self.config.options.get(key, default)
