@@ -29,8 +29,9 @@ def tokenizer(tiny_mbart_dir):
 
 
 def _cfg(corpus, **kw):
-    return PretrainDataConfig(shards=[str(corpus / "shards" / "*.tar")], batch_size=4, shuffle_buffer=5,
-                              bucket_batches=2, max_frames=48, **kw)
+    defaults = dict(shards=[str(corpus / "shards" / "*.tar")], batch_size=4, shuffle_buffer=5, bucket_batches=2,
+                    max_frames=48)
+    return PretrainDataConfig(**{**defaults, **kw})
 
 
 def _epoch_keys(stream: PretrainStream, epoch: int) -> list[str]:
@@ -72,10 +73,23 @@ def test_batches_are_padded_cropped_masked_and_resumable(corpus, tokenizer):
         assert (b.pose[~b.frame_mask] == 0).all() and not b.joint_mask[~b.frame_mask].any()
         assert b.pose[..., :2].abs().max() <= 1.0 + 1e-5  # normalised
         assert b.input_ids.shape == b.text_mask.shape and b.paired.all()
-    # Length-aware batching: within a batch, lengths are closer than across the epoch.
     skipped = list(itertools.islice(pretrain_batches(cfg, tokenizer, mask_ratio=0.4, skip=3), 3))
     for a, b in zip(batches[3:], skipped):
         assert a.keys == b.keys and torch.equal(a.pose, b.pose) and torch.equal(a.joint_mask, b.joint_mask)
+
+
+def _padding_fraction(cfg: PretrainDataConfig) -> float:
+    batches = list(PretrainStream(cfg).epoch_batches(0, 0, 1))
+    frames = [[len(s.pose) for s in batch] for batch in batches]
+    return 1 - sum(map(sum, frames)) / sum(max(f) * len(f) for f in frames)
+
+
+def test_length_aware_batching_pads_less_and_keeps_every_sample(corpus):
+    bucketed = PretrainStream(_cfg(corpus, splits=[], bucket_batches=4)).epoch_batches(0, 0, 1)
+    keys = [s.key for batch in bucketed for s in batch]
+    assert len(keys) == len(set(keys)) and len(keys) == 4 * (5 * 16 // 4)  # 80 samples: no tail to drop
+    unsorted = _padding_fraction(_cfg(corpus, splits=[], bucket_batches=1))
+    assert _padding_fraction(_cfg(corpus, splits=[], bucket_batches=4)) < 0.75 * unsorted, unsorted
 
 
 def test_too_few_shards_for_the_readers_is_a_clear_error(corpus):
@@ -98,8 +112,8 @@ class _ShardCount(torch.utils.data.IterableDataset):
 
 
 def test_every_dataloader_worker_reads_the_shards_it_is_given(corpus):
-    # The loader splits shards by worker itself; webdataset must not split them again (a worker left with no
-    # shard would loop over empty epochs forever).
+    # The loader splits shards by worker itself; the shard reader must not split them again (as webdataset's
+    # pipeline did: a worker left with no shard looped over empty epochs forever).
     shard = sorted(str(p) for p in (corpus / "shards").glob("*.tar"))[0]
     loader = torch.utils.data.DataLoader(_ShardCount(shard), batch_size=None, num_workers=2)
     counts = dict(loader)

@@ -8,6 +8,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import webdataset as wds
 
 from slp.data.schema import Sample, SampleMeta, make_key
 from slp.data.shards import (
@@ -17,6 +18,8 @@ from slp.data.shards import (
     iter_samples,
     manifest_row,
     read_manifest,
+    tar_members,
+    tar_samples,
     write_manifest,
     write_shard,
     write_summary,
@@ -117,6 +120,77 @@ def test_truncated_shard_and_nan_sample_are_skipped_counted_and_reported(tmp_pat
         assert any(shard == name and "tar" in r for (shard, _), r in reasons.items())
         assert name in caplog.text
     assert "bad_nan" in caplog.text
+
+
+def _webdataset_samples(path) -> list[dict]:
+    return [{k: v for k, v in s.items() if k != "__local_path__"}
+            for s in wds.WebDataset(str(path), shardshuffle=False, empty_check=False)]
+
+
+def _our_samples(path) -> list[dict]:
+    with open(path, "rb") as f:
+        return list(tar_samples(tar_members(f), str(path)))
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_tar_reader_reads_every_tar_flavour_as_webdataset_does(tmp_path, tar_format):
+    long_dir = "d" * 120  # a name over 100 bytes: a ustar prefix, a GNU long-name member or a PAX path record
+    names = [f"{long_dir}/a_0.pose.npy", f"{long_dir}/a_0.json", "b_1.pose.npy", "b_1.JSON", "b_1.txt",
+             "__meta__.json", "no_extension", "ünï_2.txt"]
+    if tar_format == tarfile.USTAR_FORMAT:
+        names.remove("ünï_2.txt")  # ustar cannot store non-ASCII names
+    path = tmp_path / "flavour.tar"
+    with tarfile.open(path, "w", format=tar_format) as tar:
+        info = tarfile.TarInfo("a_directory")
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+        for i, name in enumerate(names):
+            size = (512, 1, 1031, 0, 300, 511, 513, 2048)[i]  # on and off block boundaries, empty
+            data = bytes((7 * j + i) % 256 for j in range(size))
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1.5e9 + 0.25  # a float mtime makes PAX write a header
+            tar.addfile(info, io.BytesIO(data))
+    ours = _our_samples(path)
+    assert ours == _webdataset_samples(path)
+    assert [s["__key__"] for s in ours][:2] == [f"{long_dir}/a_0", "b_1"] and "json" in ours[1]
+
+
+def test_tar_reader_reads_webdataset_tarwriter_output(tmp_path):
+    path = tmp_path / "written.tar"
+    with wds.TarWriter(str(path)) as sink:
+        for i in range(5):
+            sink.write({"__key__": f"k_{i}", "pose.npy": bytes(1000 + 511 * i), "txt": f"text {i}"})
+    assert _our_samples(path) == _webdataset_samples(path)
+    assert len(_our_samples(path)) == 5
+
+
+def test_shards_are_read_through_webdataset_urls(tmp_path):
+    rng = np.random.default_rng(5)
+    samples = [_sample(i, rng)[0] for i in range(3)]
+    write_shard(tmp_path / "s-000000.tar", samples)
+    for url in (f"file:{tmp_path}/s-000000.tar", f"pipe:cat {tmp_path}/s-000000.tar"):
+        assert [s.key for s in iter_samples([url])] == [s.key for s in samples]
+
+
+def test_corrupt_header_and_duplicate_member_are_reported(tmp_path):
+    rng = np.random.default_rng(4)
+    samples = [_sample(i, rng)[0] for i in range(3)]
+    write_shard(tmp_path / "s-000000.tar", samples)
+    data = bytearray((tmp_path / "s-000000.tar").read_bytes())
+    second = data.index(samples[1].key.encode())  # the first member of the second sample: break its size
+    data[second + 124 : second + 136] = b"77777777777\0"
+    (tmp_path / "s-000000.tar").write_bytes(bytes(data))
+    with tarfile.open(tmp_path / "s-000001.tar", "w") as tar:
+        for ext, payload in encode_sample(samples[2]).items():
+            _add(tar, f"{samples[2].key}.{ext}", payload)
+        _add(tar, f"{samples[2].key}.json", payload)
+    stats = ReadStats()
+    keys = [s.key for s in iter_samples([tmp_path / "s-000000.tar", tmp_path / "s-000001.tar"], stats)]
+    assert keys == [samples[0].key]
+    reasons = [(e["shard"].rsplit("/", 1)[-1], e["key"], e["reason"]) for e in stats.errors]
+    assert reasons == [("s-000000.tar", "", "unreadable tar (TarFormatError: not a tar header (checksum mismatch))"),
+                       ("s-000001.tar", samples[2].key, "two members with extension 'json'")]
+    assert stats.truncated_shards == 1 and stats.rejected == 1 and stats.samples == 1
 
 
 def test_manifest_and_summary(tmp_path):

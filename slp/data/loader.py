@@ -69,6 +69,10 @@ def expand_shards(patterns: list[str]) -> list[str]:
     return paths
 
 
+def _frames(sample: Sample) -> int:
+    return len(sample.pose)
+
+
 def key_fraction(key: str) -> float:
     """A stable number in [0, 1) per key (the same on every rank, epoch and run)."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
@@ -118,16 +122,29 @@ class PretrainStream(IterableDataset):
         yield from buffer
 
     def epoch_batches(self, epoch: int, worker: int, workers: int) -> Iterator[list[Sample]]:
-        """Length-aware batching: sort a pool of ``bucket_batches`` batches by length, cut, shuffle the batches."""
+        """Length-aware batching over a rolling pool of ``bucket_batches`` batches.
+
+        Each step tops the pool up with one batch of new samples, sorts it by length and emits one of its
+        ``bucket_batches`` aligned runs, chosen at random, so every sample leaves the pool with probability
+        1 / bucket_batches per step. Reading one batch per step keeps the worker's output steady: sorting whole
+        pools in turn made it bursty (a pool's read, then all its batches at once), which a dataloader's small
+        prefetch queue turns into waiting on both sides. The epoch's last pool is cut and emitted in random order;
+        a short tail would change the batch shape and is dropped.
+        """
         rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, worker, 2])
-        pool_size = self.cfg.batch_size * self.cfg.bucket_batches
-        stream = self.epoch_samples(epoch, worker, workers)
-        while pool := list(itertools.islice(stream, pool_size)):
-            pool.sort(key=lambda s: len(s.pose))
-            batches = [pool[i : i + self.cfg.batch_size] for i in range(0, len(pool), self.cfg.batch_size)]
-            for i in rng.permutation(len(batches)):
-                if len(batches[i]) == self.cfg.batch_size:  # a short tail would change the batch shape
-                    yield batches[i]
+        size = self.cfg.batch_size
+        pool_size = size * self.cfg.bucket_batches
+        pool: list[Sample] = []
+        for sample in self.epoch_samples(epoch, worker, workers):
+            pool.append(sample)
+            if len(pool) == pool_size:
+                pool.sort(key=_frames)
+                start = size * int(rng.integers(self.cfg.bucket_batches))
+                yield pool[start : start + size]
+                del pool[start : start + size]
+        pool.sort(key=_frames)
+        for i in rng.permutation(len(pool) // size):
+            yield pool[i * size : (i + 1) * size]
 
     def collate(self, samples: list[Sample], rng: np.random.Generator) -> dict:
         """Padded float16 poses and per-sample fields as numpy arrays and lists.
