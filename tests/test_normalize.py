@@ -57,3 +57,10 @@ def test_hand_shape_is_invariant_to_hand_position_and_scale():
 def test_float16_shard_input_gives_float32():
     pose = torch.rand(3, 79, 3, dtype=torch.float16)
     assert normalize_pose(pose).dtype == torch.float32
+
+
+def test_input_is_left_unchanged():
+    for pose in (torch.rand(1, 79, 3), torch.rand(79, 3), torch.rand(2, 5, 79, 3)):  # shapes whose transpose is a view
+        before = pose.clone()
+        normalize_pose(pose)
+        assert torch.equal(pose, before)
