@@ -35,7 +35,9 @@ def _cfg(corpus, **kw):
 
 
 def _epoch_keys(stream: PretrainStream, epoch: int) -> list[str]:
-    return [s.key for s in stream.epoch_samples(epoch, 0, 1)]
+    """The stream's samples of ``epoch`` (every epoch holds the same number of samples)."""
+    size = sum(1 for _ in stream.epoch_reads(0, 0, 1))
+    return [s.key for s in itertools.islice(stream.samples(0, 1), epoch * size, (epoch + 1) * size)]
 
 
 def test_ranks_cover_every_kept_sample_exactly_once_per_epoch(corpus):
@@ -78,18 +80,33 @@ def test_batches_are_padded_cropped_masked_and_resumable(corpus, tokenizer):
         assert a.keys == b.keys and torch.equal(a.pose, b.pose) and torch.equal(a.joint_mask, b.joint_mask)
 
 
-def _padding_fraction(cfg: PretrainDataConfig) -> float:
-    batches = list(PretrainStream(cfg).epoch_batches(0, 0, 1))
+def _first_batches(cfg: PretrainDataConfig, count: int) -> list[list]:
+    return list(itertools.islice(PretrainStream(cfg).batches(0, 1), count))
+
+
+def _padding_fraction(batches: list[list]) -> float:
     frames = [[len(s.pose) for s in batch] for batch in batches]
     return 1 - sum(map(sum, frames)) / sum(max(f) * len(f) for f in frames)
 
 
-def test_length_aware_batching_pads_less_and_keeps_every_sample(corpus):
-    bucketed = PretrainStream(_cfg(corpus, splits=[], bucket_batches=4)).epoch_batches(0, 0, 1)
-    keys = [s.key for batch in bucketed for s in batch]
-    assert len(keys) == len(set(keys)) and len(keys) == 4 * (5 * 16 // 4)  # 80 samples: no tail to drop
-    unsorted = _padding_fraction(_cfg(corpus, splits=[], bucket_batches=1))
-    assert _padding_fraction(_cfg(corpus, splits=[], bucket_batches=4)) < 0.75 * unsorted, unsorted
+def test_length_aware_batching_pads_less_and_drops_nothing_across_epochs(corpus):
+    bucketed = _first_batches(_cfg(corpus, splits=[], bucket_batches=4), 60)  # 3 epochs of 80 samples
+    counts = Counter(s.key for batch in bucketed for s in batch)
+    assert len(counts) == 80 and set(counts.values()) <= {2, 3, 4} and sum(counts.values()) == 240
+    unsorted = _padding_fraction(_first_batches(_cfg(corpus, splits=[], bucket_batches=1), 60))
+    assert _padding_fraction(bucketed) < 0.75 * unsorted, unsorted
+
+
+@pytest.mark.parametrize("shuffle_buffer", [30, 80, 100])  # smaller than an epoch, equal, larger
+def test_every_epoch_is_whole_before_the_next(corpus, shuffle_buffer):
+    stream = PretrainStream(_cfg(corpus, splits=[], shuffle_buffer=shuffle_buffer))
+    keys = [s.key for s in itertools.islice(stream.samples(0, 1), 4 * 80)]
+    assert all(len(set(keys[e * 80 : (e + 1) * 80])) == 80 for e in range(4))
+
+
+def test_filters_that_keep_nothing_are_a_clear_error(corpus):
+    with pytest.raises(ValueError, match="no sample in the .* shards passes the filters"):
+        next(PretrainStream(_cfg(corpus, datasets=["wlasl"])).samples(0, 1))
 
 
 def test_too_few_shards_for_the_readers_is_a_clear_error(corpus):

@@ -7,9 +7,9 @@ ablation, shuffles through a buffer, groups samples of similar length into batch
 clips to ``max_frames`` and pads the batch. Tokenisation, normalisation and masking are then done once per
 batch with tensor ops in the training process, so with one dataloader worker the two processes split the work:
 the worker reads, decodes and batches, the trainer prepares (a cached tokeniser, two batched tensor passes).
-Every random choice comes from generators seeded by ``(seed, epoch, rank, worker)`` or by the batch index, so
-the stream is a pure function of the config: a resumed run skips the batches it had consumed and continues
-exactly.
+Every random choice comes from generators seeded by ``(seed, epoch, rank, worker)``, ``(seed, rank, worker)``
+or the batch index, so the stream is a pure function of the config: a resumed run skips the batches it had
+consumed and continues exactly.
 
 Training is counted in steps: each rank's stream runs through epoch after epoch, so ranks with a different
 number of samples in an epoch never wait for one another.
@@ -105,46 +105,66 @@ class PretrainStream(IterableDataset):
         mine = [self.shards[i] for i in order][self.rank :: self.world_size]
         return mine[worker::workers]
 
-    def epoch_samples(self, epoch: int, worker: int, workers: int) -> Iterator[Sample]:
-        rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, worker, 1])
-        samples = (s for s in iter_samples(self.epoch_shards(epoch, worker, workers), self.stats) if self.keep(s))
-        buffer: list[Sample] = []
-        draws = iter(())
-        for sample in samples:  # shuffle buffer: emit a random element once the buffer is full
-            buffer.append(sample)
-            if len(buffer) >= self.cfg.shuffle_buffer:
-                u = next(draws, None)
-                if u is None:  # uniform draws in blocks: one generator call per sample costs more than the pop
-                    draws = iter(rng.random(1024).tolist())
-                    u = next(draws)
-                yield buffer.pop(int(u * len(buffer)))
-        rng.shuffle(buffer)
-        yield from buffer
+    def epoch_reads(self, epoch: int, worker: int, workers: int) -> Iterator[Sample]:
+        """The kept samples of this worker's shards for ``epoch``, in reading order."""
+        return (s for s in iter_samples(self.epoch_shards(epoch, worker, workers), self.stats) if self.keep(s))
 
-    def epoch_batches(self, epoch: int, worker: int, workers: int) -> Iterator[list[Sample]]:
+    def samples(self, worker: int, workers: int) -> Iterator[Sample]:
+        """Every epoch's samples through a shuffle buffer, epoch after epoch, each epoch whole before the next.
+
+        An epoch's last buffer drains one sample per sample read into the next epoch's buffer, so the reader
+        never stops for a refill at an epoch boundary (with a small dataloader prefetch queue that stop would
+        idle the trainer too).
+        """
+        leftover: list[Sample] = []  # the previous epoch's buffer, in random order
+        fruitless: set[str] = set()  # shards read in a row of epochs that kept no sample
+        for epoch in itertools.count():
+            rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, worker, 1])
+            buffer: list[Sample] = []
+            draws = iter(())
+            reads = 0
+            for sample in self.epoch_reads(epoch, worker, workers):
+                reads += 1
+                if leftover:
+                    yield leftover.pop()
+                buffer.append(sample)
+                if len(buffer) >= self.cfg.shuffle_buffer:  # full: emit a random element
+                    u = next(draws, None)
+                    if u is None:  # uniform draws in blocks: one generator call per sample costs more than the pop
+                        draws = iter(rng.random(1024).tolist())
+                        u = next(draws)
+                    yield buffer.pop(int(u * len(buffer)))
+            # A worker may draw only shards without kept samples for an epoch; once such epochs in a row have
+            # covered every shard, nothing passes the filters and the stream would spin through empty epochs.
+            fruitless = fruitless | set(self.epoch_shards(epoch, worker, workers)) if reads == 0 else set()
+            if len(fruitless) == len(self.shards):
+                raise ValueError(f"no sample in the {len(self.shards)} shards passes the filters (datasets "
+                                 f"{self.cfg.datasets}, splits {self.cfg.splits}, exclude {self.cfg.exclude}, "
+                                 f"data_fraction {self.cfg.data_fraction})")
+            yield from reversed(leftover)  # an epoch shorter than the buffer: the previous one ends first
+            rng.shuffle(buffer)
+            leftover = buffer
+
+    def batches(self, worker: int, workers: int) -> Iterator[list[Sample]]:
         """Length-aware batching over a rolling pool of ``bucket_batches`` batches.
 
         Each step tops the pool up with one batch of new samples, sorts it by length and emits one of its
         ``bucket_batches`` aligned runs, chosen at random, so every sample leaves the pool with probability
         1 / bucket_batches per step. Reading one batch per step keeps the worker's output steady: sorting whole
         pools in turn made it bursty (a pool's read, then all its batches at once), which a dataloader's small
-        prefetch queue turns into waiting on both sides. The epoch's last pool is cut and emitted in random order;
-        a short tail would change the batch shape and is dropped.
+        prefetch queue turns into waiting on both sides. The pool rolls on across epochs, so no sample is dropped.
         """
-        rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, worker, 2])
+        rng = np.random.default_rng([self.cfg.seed, self.rank, worker, 2])
         size = self.cfg.batch_size
         pool_size = size * self.cfg.bucket_batches
         pool: list[Sample] = []
-        for sample in self.epoch_samples(epoch, worker, workers):
+        for sample in self.samples(worker, workers):
             pool.append(sample)
             if len(pool) == pool_size:
                 pool.sort(key=_frames)
                 start = size * int(rng.integers(self.cfg.bucket_batches))
                 yield pool[start : start + size]
                 del pool[start : start + size]
-        pool.sort(key=_frames)
-        for i in rng.permutation(len(pool) // size):
-            yield pool[i * size : (i + 1) * size]
 
     def collate(self, samples: list[Sample], rng: np.random.Generator) -> dict:
         """Padded float16 poses and per-sample fields as numpy arrays and lists.
@@ -165,10 +185,9 @@ class PretrainStream(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        for epoch in itertools.count():
-            rng = np.random.default_rng([self.cfg.seed, epoch, self.rank, worker, 3])
-            for samples in self.epoch_batches(epoch, worker, workers):
-                yield self.collate(samples, rng)
+        rng = np.random.default_rng([self.cfg.seed, self.rank, worker, 3])
+        for samples in self.batches(worker, workers):
+            yield self.collate(samples, rng)
 
 
 @contextmanager
