@@ -193,6 +193,12 @@ def test_corrupt_header_and_duplicate_member_are_reported(tmp_path):
     assert stats.truncated_shards == 1 and stats.rejected == 1 and stats.samples == 1
 
 
+def test_metadata_fields_from_a_newer_writer_are_ignored():
+    rng = np.random.default_rng(6)
+    meta = _sample(0, rng)[0].meta
+    assert SampleMeta.from_json({**meta.to_json(), "new_field": 1}) == meta == SampleMeta.from_json(meta.to_json())
+
+
 def test_manifest_and_summary(tmp_path):
     rng = np.random.default_rng(3)
     samples = [_sample(i, rng, paired=i != 1)[0] for i in range(3)]

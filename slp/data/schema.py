@@ -68,6 +68,9 @@ class SampleMeta:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SampleMeta:
+        """Unknown fields (from a newer writer) are ignored; filtering only when there are some halves the cost."""
+        if _META_FIELDS.issuperset(data):
+            return cls(**data)
         return cls(**{k: v for k, v in data.items() if k in _META_FIELDS})
 
 
