@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -34,7 +35,7 @@ def step_inputs(cfg: PretrainRunConfig, batch: int, frames: int, tokens: int = 3
     g = torch.Generator().manual_seed(0)
     pose = torch.rand(batch, frames, 79, 3, generator=g) * 2 - 1
     frame_mask = torch.ones(batch, frames, dtype=torch.bool)
-    joint_mask = hierarchical_mask(frame_mask, cfg.loss.mask_ratio, generator=g)
+    joint_mask = hierarchical_mask(frame_mask, cfg.loss.mask_ratio, np.random.default_rng(0))
     text = torch.randn(batch, tokens, cfg.model.text_dim, generator=g)
     return pose, frame_mask, joint_mask, text, torch.ones(batch, tokens, dtype=torch.bool), torch.ones(batch).bool()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -46,7 +47,7 @@ def _batch(b=6, t=20, m=7, seed=0):
     text = torch.randn(b, m, 16, generator=g)
     text_mask = torch.ones(b, m, dtype=torch.bool)
     text_mask[2, 3:] = False
-    joint_mask = hierarchical_mask(frame_mask, 0.4, generator=g)
+    joint_mask = hierarchical_mask(frame_mask, 0.4, np.random.default_rng(seed))
     return pose, frame_mask, joint_mask, text, text_mask, torch.ones(b, dtype=torch.bool)
 
 

@@ -209,13 +209,12 @@ def single_threaded() -> Iterator[None]:
 def prepare_batch(raw: dict, tokenizer: MBartTextTokenizer, mask_ratio: float, seed: int, rank: int,
                   index: int) -> Batch:
     """Tokenisation, batched normalisation and masking; the mask depends only on (seed, rank, batch index)."""
-    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank, index]).generate_state(1)[0]))
     pose = torch.from_numpy(raw["pose"])
     frame_mask = torch.arange(pose.shape[1])[None, :] < torch.from_numpy(raw["lengths"])[:, None]
     input_ids, text_mask = tokenizer(raw["texts"], raw["languages"])
     with single_threaded():
         pose = normalize_pose(pose)
-        joint_mask = hierarchical_mask(frame_mask, mask_ratio, generator=generator)
+        joint_mask = hierarchical_mask(frame_mask, mask_ratio, np.random.default_rng([seed, rank, index]))
     return Batch(pose=pose, frame_mask=frame_mask, joint_mask=joint_mask, input_ids=input_ids, text_mask=text_mask,
                  paired=torch.from_numpy(raw["paired"]), keys=raw["keys"])
 
