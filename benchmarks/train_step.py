@@ -1,4 +1,4 @@
-"""Train-step throughput of the `tiny` and `base` pre-training models (fp32, CPU or the current device).
+"""Train-step throughput of the `tiny` and `base` pre-training models (fp32, on CPU).
 
     python benchmarks/train_step.py [--batch 8 --frames 128 --steps 5]
 

@@ -315,6 +315,16 @@ def test_build_of_the_five_fixtures(fixture_config, tmp_path):
     assert samples["how2sign_test_Zq8uN2vXy4E_0-2-rgb_front"].meta.text == "Don\u2019t rush the first coat."
 
 
+@pytest.mark.parametrize("adapter, option", [("wlasl", "clips"), ("msasl", "clips"), ("msasl", "cut"),
+                                             ("csl_daily", "text_column"), ("how2sign", "pose_layout"),
+                                             ("phoenix14t", "train_annotation")])
+def test_an_option_outside_its_choices_is_an_error_naming_the_config(tmp_path, adapter, option):
+    config = DatasetConfig(adapter=adapter, annotation_root=str(tmp_path), options={option: "nonsense"},
+                           poses=PoseSourceConfig(root=str(tmp_path)))
+    with pytest.raises(ValueError, match=f"mine: option {option}='nonsense'; expected one of"):
+        get_adapter(adapter)(config, "mine").split_files()  # phoenix14t checks its option here, the rest earlier
+
+
 # ---------------------------------------------------------------------------------------------------- real data
 
 
@@ -450,3 +460,4 @@ def test_real_webvtt_proxy(realdata, tmp_path):
         {i: "zero_length_cue" for i in zero} | {i: "reversed_cue" for i in reversed_})
     kept = {int(r.source_id.rsplit("_", 1)[1]): (r.time_start, r.time_end) for r in records}
     assert all(kept[i] == (cues[i].start, cues[i].end) for i in (overlapping | out_of_order) - zero - reversed_)
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,13 @@ class DatasetAdapter(ABC):
 
     def option(self, key: str, default: Any = None) -> Any:
         return self.config.options.get(key, default)
+
+    def choice_option(self, key: str, default: str, choices: Collection[str]) -> str:
+        """An option that must be one of ``choices`` (case-insensitive), with an error naming the config."""
+        value = str(self.option(key, default)).strip().lower()
+        if value not in choices:
+            raise ValueError(f"{self.config_name}: option {key}={value!r}; expected one of {sorted(choices)}")
+        return value
 
     def annotation_file(self, relative: str) -> Path:
         """A file under the annotation root, with a clear error naming it when it is missing."""

@@ -66,10 +66,7 @@ class CslDailyAdapter(DatasetAdapter):
 
     def __init__(self, config: DatasetConfig, config_name: str = ""):
         super().__init__(config, config_name)
-        self.text_column = self.option("text_column", "char")
-        if self.text_column not in TEXT_COLUMNS:
-            raise ValueError(f"{self.config_name}: option text_column={self.text_column!r}; expected one of "
-                             f"{list(TEXT_COLUMNS)}")
+        self.text_column = self.choice_option("text_column", "char", TEXT_COLUMNS)
 
     def annotation_records(self) -> Iterator[CurationRecord | AnnotationReject]:
         split_path = self.annotation_file(self.option("split_file", "split_1.txt"))

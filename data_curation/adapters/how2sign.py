@@ -75,10 +75,7 @@ class How2SignAdapter(SplitTableAdapter):
 
     def __init__(self, config: DatasetConfig, config_name: str = ""):
         super().__init__(config, config_name)
-        self.pose_layout = self.option("pose_layout", "video")
-        if self.pose_layout not in POSE_LAYOUTS:
-            raise ValueError(f"{self.config_name}: option pose_layout={self.pose_layout!r}; expected one of "
-                             f"{list(POSE_LAYOUTS)}")
+        self.pose_layout = self.choice_option("pose_layout", "video", POSE_LAYOUTS)
 
     def split_files(self) -> dict[str, str]:
         return SPLIT_FILES

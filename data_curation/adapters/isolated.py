@@ -43,13 +43,6 @@ class PoseNameTemplate:
         return self.template.format(**fields)
 
 
-def clip_mode(value: Any, owner: str) -> str:
-    mode = str(value).strip().lower()
-    if mode not in CLIP_MODES:
-        raise ValueError(f"{owner}: option clips={value!r}: expected one of {list(CLIP_MODES)}")
-    return mode
-
-
 def read_vocabulary(path: str | Path) -> dict[int, str]:
     """Label → word from a vocabulary file (UTF-8, optional BOM, LF or CRLF).
 

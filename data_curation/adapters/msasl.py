@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from data_curation.adapters.base import DatasetAdapter, isolated_sentence
-from data_curation.adapters.isolated import PoseNameTemplate, clip_mode
+from data_curation.adapters.isolated import CLIP_MODES, PoseNameTemplate
 from data_curation.adapters.wlasl import youtube_id
 from data_curation.records import AnnotationReject, CurationRecord
 
@@ -57,10 +57,8 @@ class MSASLAdapter(DatasetAdapter):
 
     def __init__(self, config, config_name: str = ""):
         super().__init__(config, config_name)
-        self.clips = clip_mode(self.option("clips", "raw"), self.name)
-        self.cut = str(self.option("cut", "time")).lower()
-        if self.cut not in ("time", "frames"):
-            raise ValueError(f"{self.name}: option cut={self.cut!r}: expected 'time' or 'frames'")
+        self.clips = self.choice_option("clips", "raw", CLIP_MODES)
+        self.cut = self.choice_option("cut", "time", ("time", "frames"))
         self.pose_name = PoseNameTemplate(self.option("pose_name", DEFAULT_POSE_NAMES[self.clips]),
                                           _TEMPLATE_FIELDS, self.name)
 

@@ -40,10 +40,7 @@ class Phoenix14TAdapter(Phoenix14Adapter):
     text_column = "translation"
 
     def split_files(self) -> dict[str, str]:
-        train = self.option("train_annotation", "plain")
-        if train not in TRAIN_FILES:
-            raise ValueError(f"{self.config_name}: option train_annotation={train!r}; expected one of "
-                             f"{sorted(TRAIN_FILES)}")
+        train = self.choice_option("train_annotation", "plain", TRAIN_FILES)
         return {split: TRAIN_FILES[train] if split == "train" else f"PHOENIX-2014-T.{split}.corpus.csv"
                 for split in SPLITS}
 

@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from data_curation.adapters.base import DatasetAdapter, isolated_sentence, normalise_split
-from data_curation.adapters.isolated import PoseNameTemplate, clip_mode
+from data_curation.adapters.isolated import CLIP_MODES, PoseNameTemplate
 from data_curation.records import AnnotationReject, CurationRecord
 
 DEFAULT_POSE_NAMES = {"trimmed": "{video_id}", "raw": "{source_video}"}
@@ -71,7 +71,7 @@ class WLASLAdapter(DatasetAdapter):
 
     def __init__(self, config, config_name: str = ""):
         super().__init__(config, config_name)
-        self.clips = clip_mode(self.option("clips", "trimmed"), self.name)
+        self.clips = self.choice_option("clips", "trimmed", CLIP_MODES)
         self.pose_name = PoseNameTemplate(self.option("pose_name", DEFAULT_POSE_NAMES[self.clips]),
                                           _TEMPLATE_FIELDS, self.name)
 
