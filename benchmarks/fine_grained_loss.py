@@ -5,6 +5,10 @@
 Each variant runs in a fresh subprocess; its peak memory is the process's peak RSS minus the RSS measured
 after the inputs were made, so the allocator's high-water mark of that variant alone is compared.
 Forward + backward of the similarity (what training does).
+
+It also prints the similarity FLOPs each rank spends at a simulated world size W (``--world``, default 8),
+counted by torch's FlopCounterMode on the meta device (shapes only, nothing computed): before, every rank scored
+the whole global B × B matrix; now each rank scores its B / W clips against the B texts of the global batch.
 """
 
 from __future__ import annotations
@@ -47,6 +51,22 @@ def run_variant(args) -> None:
                       "sim": sim.detach()[:8, :8].tolist()}))
 
 
+def similarity_flops(clips: int, texts: int, args) -> int:
+    """FLOPs of the forward + backward fine-grained similarity of ``clips`` sign samples against ``texts`` texts."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from slp.losses.contrastive import fine_grained_similarity
+
+    sign = torch.randn(clips, args.clips, args.dim, device="meta", requires_grad=True)
+    text = torch.randn(texts, args.tokens, args.dim, device="meta", requires_grad=True)
+    sign_mask = torch.ones(clips, args.clips, dtype=torch.bool, device="meta")
+    text_mask = torch.ones(texts, args.tokens, dtype=torch.bool, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        fine_grained_similarity(sign, sign_mask, text, text_mask, chunk_size=args.chunk or None).sum().backward()
+    return counter.get_total_flops()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=256)
@@ -54,6 +74,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--chunk", type=int, default=16)
+    parser.add_argument("--world", type=int, default=8, help="simulated number of ranks for the FLOP count")
     parser.add_argument("--variant", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
@@ -74,6 +95,13 @@ def main() -> None:
     print(f"time ratio chunked/naive:   {chunked['seconds'] / naive['seconds']:.2f} (goal ≤ 1.3)")
     print(f"max |difference| (8×8 block): {diff:.2e}; checksum difference "
           f"{abs(naive['checksum'] - chunked['checksum']):.2e} (goal ≤ 1e-5 per value)")
+    before = similarity_flops(args.batch, args.batch, args)
+    after = similarity_flops(args.batch // args.world, args.batch, args)
+    print(f"similarity FLOPs per rank, global batch {args.batch} over W={args.world} ranks (forward+backward):")
+    print(f"  before (every rank scores the whole {args.batch}×{args.batch} matrix): {before / 1e9:10.1f} GFLOP")
+    print(f"  after  (each rank scores its {args.batch // args.world} clips × {args.batch} texts): "
+          f"{after / 1e9:10.1f} GFLOP")
+    print(f"  ratio after/before: {after / before:.4f} (goal 1/{args.world} = {1 / args.world:.4f})")
 
 
 if __name__ == "__main__":

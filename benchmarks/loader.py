@@ -85,7 +85,9 @@ def main() -> None:
     def decode_per_sample() -> int:
         count = 0
         for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False).decode():
-            normalize_pose(torch.from_numpy(sample["pose.npy"].astype(np.float32)))
+            meta = sample["json"]
+            normalize_pose(torch.from_numpy(sample["pose.npy"].astype(np.float32)),
+                           torch.tensor([meta["width"], meta["height"]]))
             count += 1
         return count
 
@@ -100,7 +102,8 @@ def main() -> None:
         for path in sorted(pickles.iterdir()):
             with open(path, "rb") as f:
                 clip = pickle.load(f)
-            normalize_pose(torch.from_numpy(clip["pose"].astype(np.float32)))
+            normalize_pose(torch.from_numpy(clip["pose"].astype(np.float32)),
+                           torch.tensor([clip["meta"]["width"], clip["meta"]["height"]]))
             count += 1
         return count
 

@@ -5,22 +5,28 @@
     slp-curate fixtures --out runs/fixtures     # the nine datasets in their release formats, small, + a config
     slp-curate synthetic --out runs/synthetic [num_glosses=40 num_signers=12 ...]
     slp-curate render POSE_OR_SHARD --out runs/render/football [--key KEY] [--fps 25 --width 1280 --height 720]
+
+A mistake in what you give (a config, a file, an option) is one line naming it, exit status 2
+(:mod:`slp.cli_errors`); a record that cannot be curated is a row of ``rejects.parquet`` and a count here.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from slp.config import ConfigError, load_config
+from data_curation import extract
+from slp.cli_errors import ArgumentParser, UserError, file_problem, load_user_config, run_cli
 
 
 def _build(args: argparse.Namespace) -> None:
-    from data_curation.config import CurateConfig
-    from data_curation.pipeline import build
+    from data_curation.config import CurateConfig, check_config
+    from data_curation.pipeline import ERRORS_LOG, build
 
-    cfg = load_config(CurateConfig, args.config, args.overrides)
+    cfg = load_user_config(CurateConfig, args.config, args.overrides)
+    check_config(cfg, args.config)
     summary = build(cfg)
     totals = summary["totals"]
     print(f"{totals['records_in']} records → {totals['written']} samples ({totals['paired']} paired) in "
@@ -31,34 +37,46 @@ def _build(args: argparse.Namespace) -> None:
         for split, c in splits.items():
             reasons = ", ".join(f"{reason} {n}" for reason, n in c["rejects_by_reason"].items())
             print(f"{dataset:<14} {split:<6} {c['records_in']:>8} {c['written']:>8} {c['rejected']:>8}  {reasons}")
+    if totals["warnings"]:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in totals["warnings_by_reason"].items())
+        print(f"warnings (samples written): {reasons}; see {Path(cfg.output) / 'warnings.parquet'}")
+    errors = totals["rejects_by_reason"].get("processing_error", 0)
+    if errors:
+        print(f"{errors} record(s) failed with an unexpected error (processing_error): tracebacks in "
+              f"{Path(cfg.output) / ERRORS_LOG}")
     print(f"reconciled: records in = written + rejected ({summary['reconciled']}); outputs under {cfg.output}")
 
 
 def _stats(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+
     from data_curation.stats import format_table, write_stats
 
     build_dir = Path(args.build)
     manifest = build_dir / "manifest.parquet" if build_dir.is_dir() else build_dir
-    if not manifest.is_file():
-        raise SystemExit(f"{manifest}: no manifest.parquet (run slp-curate build first)")
+    problem = file_problem(manifest)
+    if problem is not None:
+        raise UserError(f"{manifest}: {problem}; no manifest.parquet (run slp-curate build first)")
     out = Path(args.out) if args.out else manifest.parent
-    stats = write_stats(manifest, out)
+    try:
+        stats = write_stats(manifest, out)
+    except (pa.ArrowException, KeyError) as exc:
+        raise UserError(f"{manifest}: not a curation manifest ({' '.join(str(exc).split())})") from None
     print(format_table(stats))
     print(f"stats → {out / 'stats.json'}, duration histogram → {out / 'duration_histogram.png'}")
 
 
 def _fixtures(args: argparse.Namespace) -> None:
-    from data_curation.fixtures import FIXTURE_DATASETS, write_fixture_datasets
+    from data_curation.fixtures import write_fixture_datasets
 
-    config = write_fixture_datasets(args.out, tuple(args.datasets or FIXTURE_DATASETS))
-    print(f"fixtures of {', '.join(args.datasets or FIXTURE_DATASETS)} under {args.out}; build them with:\n"
-          f"  slp-curate build --config {config}")
+    config = write_fixture_datasets(args.out, tuple(args.datasets) if args.datasets else None)
+    print(f"fixtures under {args.out}; build them with:\n  slp-curate build --config {config}")
 
 
 def _synthetic(args: argparse.Namespace) -> None:
     from slp.synthetic import SyntheticConfig, write_synthetic_corpus
 
-    cfg = load_config(SyntheticConfig, args.config, args.overrides)
+    cfg = load_user_config(SyntheticConfig, args.config, args.overrides)
     summary = write_synthetic_corpus(args.out, cfg)
     print(f"{summary['samples']} synthetic samples in {len(summary['shards'])} shards under {args.out}")
     for name, count in summary["by_kind_and_split"].items():
@@ -67,18 +85,34 @@ def _synthetic(args: argparse.Namespace) -> None:
 
 def _load_render_input(args: argparse.Namespace):
     """(pose (T, 79, 3) in shard coordinates, width, height, fps, name) from a pose file or a shard."""
-    from slp.data.shards import iter_samples
-    from slp.pose.readers import read_pose, to_shard_pose
+    from slp.data.shards import ReadStats, iter_samples
+    from slp.pose.readers import PoseFormatError, read_pose, to_shard_pose
 
     path = Path(args.input)
+    problem = file_problem(path)
+    if problem is not None:
+        raise UserError(f"{path}: {problem}")
     if path.suffix == ".tar":
-        for sample in iter_samples([path]):
-            if args.key in (None, sample.key):
-                m = sample.meta
-                return sample.pose, m.width, m.height, m.fps, sample.key
-        raise SystemExit(f"{path}: no valid sample {args.key or ''} in this shard")
-    seq = read_pose(path, args.format, fps=args.fps, width=args.width, height=args.height,
-                    allow_pickle=args.allow_pickle, key=args.key)
+        stats = ReadStats()
+        shard_log = logging.getLogger("slp.data.shards")
+        level = shard_log.level
+        shard_log.setLevel(logging.ERROR)  # the skipped samples are reported in the one error line below
+        try:
+            for sample in iter_samples([path], stats):
+                if args.key in (None, sample.key):
+                    m = sample.meta
+                    return sample.pose, m.width, m.height, m.fps, sample.key
+        finally:
+            shard_log.setLevel(level)
+        skipped = f" ({len(stats.errors)} skipped, first: {stats.errors[0]['reason']})" if stats.errors else ""
+        raise UserError(f"{path}: no valid sample{' ' + args.key if args.key else ''} in this shard{skipped}")
+    try:
+        seq = read_pose(path, args.format, fps=args.fps, width=args.width, height=args.height,
+                        allow_pickle=args.allow_pickle, key=args.key)
+    except PoseFormatError as exc:
+        raise UserError(str(exc)) from None
+    if seq.num_frames == 0:
+        raise UserError(f"{path}: holds no frame")
     return to_shard_pose(seq), seq.width, seq.height, seq.fps, path.stem
 
 
@@ -92,9 +126,9 @@ def _render(args: argparse.Namespace) -> None:
     print(f"{name}: {len(pose)} frames → {animation}, {sheet}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slp-curate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="slp-curate", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     bld = sub.add_parser("build", help="curate the configured datasets into shards, manifest, rejects, summary")
@@ -129,16 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--allow-pickle", action="store_true", help="read SLRT pickles (they can run code)")
     ren.add_argument("--animation", choices=[".gif", ".mp4"], default=".gif")
     ren.set_defaults(run=_render)
+
+    ext = sub.add_parser("extract", help="poses from videos: one COCO-WholeBody 133 .pose per video")
+    extract.add_arguments(ext)
+    ext.set_defaults(run=extract.run)
     return parser
 
 
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args) or 0
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        args.run(args)
-    except ConfigError as exc:
-        parser.error(str(exc))
+    status = run_cli(_main, argv, prog="slp-curate")
+    if status:
+        raise SystemExit(status)
 
 
 if __name__ == "__main__":

@@ -3,39 +3,93 @@
 Layout of a build's output folder::
 
     shards/sl15m-{i:06d}.tar      the samples of job i (no file when every record of the job was rejected)
-    parts/sl15m-{i:06d}.json      job i's sidecar: input fingerprint, manifest rows, reject rows
+    parts/sl15m-{i:06d}.json      job i's sidecar: input fingerprint, manifest rows, reject and warning rows
     manifest.parquet              one row per sample, in input order (the sidecars merged)
     rejects.parquet               one row per rejected record, with its reason and detail
-    summary.json                  counts per dataset / split / sign language, rejects by reason, reconciliation
+    warnings.parquet              one row per warning: a record written, with something worth knowing (below)
+    errors.log                    the traceback of every ``processing_error`` (only when there is one)
+    summary.json                  counts per dataset / split / sign language, rejects and warnings by reason,
+                                  reconciliation
 
 Scaling rules, each a design decision:
 
 - *Streaming*: datasets are read in config order, each adapter's records lazily, and cut into jobs of
   ``records_per_shard`` consecutive input records (adapter rejects included, so they land in the job's sidecar).
-  At most ``2 × workers`` jobs are in flight, so memory does not grow with the number of records.
+  At most ``2 × workers`` jobs are in flight. What grows with the input is one 64-bit hash per sample key (the
+  keys' uniqueness, below); the records themselves are never all held.
 - *Deterministic*: a job's output depends only on its records and the settings, never on the worker that ran
   it, timestamps or the output path; shards are written with fixed tar metadata (:func:`slp.data.shards.write_shard`).
-  Any worker count therefore gives byte-identical shards, manifest and rejects.
+  Any worker count therefore gives byte-identical shards, manifest, rejects and warnings.
 - *Atomic and resumable*: a job writes its shard (temporary name, then rename) and then its sidecar the same
   way; the sidecar is the "done" marker. A rerun skips a job whose sidecar holds the same input fingerprint
-  (a hash of its records and of the settings that shape its output) and whose shard exists; anything else is
-  redone. Temporary files of a killed run are removed at start, and shards / sidecars of job indices beyond the
-  current run (left by an earlier, larger input) at the end.
+  (a hash of its records and of the settings that shape its output) and whose shard exists, unless one of its
+  records failed with a ``processing_error``; anything else is redone. Temporary files of a killed run are
+  removed at start, and shards / sidecars of job indices beyond the current run (left by an earlier, larger
+  input) at the end.
+- *Fail early*: the config is checked (:func:`~data_curation.config.check_config`) and every adapter opened
+  (registered name, annotation root, options) before the first record is read, so a mistake in the last
+  dataset of a config does not surface after hours of work.
 
-Per-record checks, in order (reject reasons in brackets): the adapter's own rejects (their reason);
-the pose file exists [``missing_pose_file``] and reads [``unreadable_pose``]; the extra-hand file, when the
-record has one, exists [``missing_extra_hand_file``] and reads [``unreadable_extra_hands``]; the frame range
-lies in the sequence [``frame_range_outside``] and is not empty [``empty_clip``]; at least ``min_frames`` frames
-[``too_few_frames``] and, when ``max_frames`` > 0, at most that many [``too_many_frames``]; the 79 shard points
-are finite [``non_finite_values``]; a paired record's text is not empty [``empty_text``] and holds no
-replacement or control characters [``undecodable_text``]; its key is new in the job [``duplicate_key``; keys
-are only compared within a job — adapters build them from dataset, split and source id, which are unique]. An
-unexpected exception on one record is logged with its traceback and the record rejected
-[``processing_error``], so one odd file does not stop a long build.
+Names and keys: a dataset entry's name in the config (``datasets:`` key) is the ``dataset`` of its samples and
+rows; its ``adapter`` only says how to read it. A sample key is made of the entry name, split and source id with
+every character outside ``[A-Za-z0-9_-]`` replaced by ``-`` (:func:`slp.data.schema.make_key`), so two source
+ids can map to one key (``clip.1`` and ``clip-1``). Keys are made unique over the whole build in the main
+process, in input order, before the records are cut into jobs: a key an earlier record took is given the
+suffix ``-<8 hex digits of the SHA-1 of "<entry>/<split>/<source id>">`` (and ``-2``, ``-3``… in the
+astronomically unlikely case that is taken too), with a ``key_collision`` warning naming both. That depends
+only on the input order, so worker counts and resumed runs give the same keys.
 
-Non-finite values: the readers already turn a NaN / inf point into a missing point (confidence 0) — that is
-how detectors mark failures, so it is repaired, not rejected. What remains non-finite is a coordinate beyond
-float16's range once divided by the frame size (a corrupt file or a wrong frame size): that clip is rejected.
+Geometry (fps, frame size): a value the pose file records (``.pose``, ``.npz``) is the sequence's: its
+coordinates are pixels of the video the estimator saw, at that video's frame rate. The annotation's value
+(MS-ASL records each video's size and fps) serves formats that record none, and the config's values last.
+Where the file and the annotation both give a value and disagree (fps by more than 1 %, a size at all), the
+file's is used and a warning counted — except that a record whose clip is a frame range counted at the
+annotation's fps cannot be cut at another fps: it is rejected (``frame_range_fps_mismatch``).
+
+Per-record checks, in order. Rejects (the record is not written):
+
+====================================  ===========================================================================
+``<adapter's reason>``                an annotation the adapter could not use (see each adapter's docstring)
+``empty_text``                        a paired record without text
+``undecodable_text``                  a paired text holding replacement or control characters
+``missing_pose_file``                 no pose file (or a folder where it belongs, or no such sequence in a
+                                      pickle collection)
+``unreadable_pose``                   the pose file is corrupt, not its format, or lacks / records an invalid fps
+                                      or frame size
+``unsupported_layout``                a readable pose file whose keypoints are not COCO-WholeBody 133 (the
+                                      detail names its layout: components and point counts, or array shape)
+``unsupported_dtype``                 an array of values that are not real numbers (complex, boolean, text)
+``frame_range_fps_mismatch``          the clip's frame range is counted at the annotation's fps, which the pose
+                                      file's disagrees with
+``missing_extra_hand_file``           the extra-hand source has no file (or sequence) for the clip
+``unreadable_extra_hands``            the extra-hand file cannot be read or merged (other length, layout…)
+``frame_range_outside``               the clip's range lies outside the sequence
+``empty_clip``                        the clip's range holds no frame
+``too_few_frames``                    fewer than ``min_frames`` frames
+``too_many_frames``                   more than ``max_frames`` frames (when ``max_frames`` > 0)
+``no_detections``                     no kept point is detected in any frame of the clip: an all-NaN array,
+                                      every confidence <= 0, an MMPose file without instances, every point far
+                                      outside the frame, or a file holding no frame
+``invalid_sample``                    the sample breaks the shard schema (:func:`slp.data.schema.validate_sample`)
+``processing_error``                  an unexpected exception: a bug. The detail is its one-line message, the
+                                      traceback is in ``errors.log``; one odd file does not stop a long build
+====================================  ===========================================================================
+
+Warnings (the record is written, the row goes to ``warnings.parquet`` and the counts to the summary):
+
+====================================  ===========================================================================
+``key_collision``                     the key was taken by an earlier record: this one's has a hash suffix
+``fps_mismatch``                      the pose file's fps differs from the annotation's by more than 1 %: the
+                                      file's is used
+``frame_size_mismatch``               the pose file's frame size differs from the annotation's: the file's is used
+``frame_count_mismatch``              the clip's frame count differs from the annotation's by more than one frame
+``points_outside_frame``              detected points more than half the frame size outside the frame were made
+                                      missing (:data:`slp.pose.readers.OUTSIDE_MARGIN`; the detail counts them)
+====================================  ===========================================================================
+
+Missing points: the readers turn a NaN / inf point into a missing point (confidence 0) — that is how detectors
+mark failures, so it is repaired, not rejected; so is a point far outside the frame (counted as above), which
+also keeps every written coordinate within float16's range.
 
 Time ranges (subtitle cues) become frames as ``round(t × fps)`` (half up), end exclusive; a cue ending at most
 one frame past the sequence (rounding) is clipped to its end, anything further is ``frame_range_outside``.
@@ -50,23 +104,25 @@ import logging
 import math
 import os
 import time
+import traceback
 import unicodedata
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from data_curation.config import CurateConfig, DatasetConfig, PoseSourceConfig
+from data_curation.adapters import DatasetAdapter, get_adapter
+from data_curation.config import CurateConfig, DatasetConfig, PoseSourceConfig, check_config
 from data_curation.records import AnnotationReject, CurationRecord
-from slp.data.schema import InvalidSample, Sample, SampleMeta, make_key, validate_pose
+from slp.cli_errors import UserError, file_problem
+from slp.data.schema import InvalidSample, Sample, SampleMeta, make_key, validate_sample
 from slp.data.shards import (
     MANIFEST_SCHEMA,
     manifest_row,
@@ -74,25 +130,33 @@ from slp.data.shards import (
     write_shard,
     write_summary,
 )
-from slp.pose.layout import NUM_WHOLEBODY_POINTS
 from slp.pose.readers import (
+    OUTSIDE_MARGIN,
+    MissingPose,
     PoseFormatError,
     PoseSequence,
-    clean_keypoints,
+    collection_sequence,
     format_for_path,
     read_pickle_collection,
     read_pose,
-    to_shard_pose,
+    shard_pose_and_outside,
 )
 
 logger = logging.getLogger(__name__)
 
 SHARD_PREFIX = "sl15m"
 #: Bumped when the per-record processing changes, so a resumed build redoes jobs made by older code.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
+#: Relative difference between a pose file's fps and the annotation's beyond which they disagree (29.97 vs 30
+#: is the same video rate).
+FPS_TOLERANCE = 0.01
+#: Frames by which a clip may differ from its annotated length (decoders disagree by one at the ends).
+FRAME_COUNT_TOLERANCE = 1
 
-#: The manifest of a curated build: the shard manifest plus the text (for Table II's unique sentences).
-CURATED_MANIFEST_SCHEMA = MANIFEST_SCHEMA.append(pa.field("text", pa.string()))
+#: The manifest of a curated build: the shard manifest plus the text (for Table II's unique sentences) and the
+#: adapter of the sample's dataset entry (for Table II's source kinds).
+CURATED_MANIFEST_SCHEMA = MANIFEST_SCHEMA.append(pa.field("text", pa.string())).append(pa.field("adapter", pa.string()))
+#: Rows of rejects.parquet and of warnings.parquet.
 REJECTS_SCHEMA = pa.schema(
     [
         ("dataset", pa.string()),
@@ -104,8 +168,10 @@ REJECTS_SCHEMA = pa.schema(
         ("pose_path", pa.string()),
     ]
 )
+ERRORS_LOG = "errors.log"
 
-Item = tuple[str, CurationRecord | AnnotationReject]  # (dataset name in the config, what its adapter yielded)
+Item = tuple[str, CurationRecord | AnnotationReject]  # (dataset entry name in the config, what its adapter yielded)
+Note = tuple[str, str]  # a warning: (reason, detail)
 
 
 @dataclass
@@ -118,9 +184,16 @@ class ProcessSettings:
 
 
 @dataclass
+class JobItem:
+    name: str  # dataset entry
+    item: CurationRecord | AnnotationReject
+    notes: list[Note] = field(default_factory=list)  # warnings found before the job (a renamed key)
+
+
+@dataclass
 class Job:
     index: int
-    items: list[Item]
+    items: list[JobItem]
     fingerprint: str
 
 
@@ -142,33 +215,70 @@ def sidecar_name(index: int) -> str:
 # ---------------------------------------------------------------------------------------------------------- records
 
 
-def iter_config_records(cfg: CurateConfig) -> Iterator[Item]:
-    """Every dataset's adapter records, in config order, lazily."""
-    from data_curation.adapters import get_adapter
-
+def open_adapters(cfg: CurateConfig) -> dict[str, DatasetAdapter]:
+    """Every dataset entry's adapter, opened now: an unknown adapter, a missing annotation root or a bad option is
+    a :class:`~slp.cli_errors.UserError` naming the entry, before any record is read."""
+    adapters = {}
     for name, dataset in cfg.datasets.items():
-        adapter = get_adapter(dataset.adapter)(dataset, name)
-        for item in adapter.records():
-            yield name, item
+        try:
+            adapter_class = get_adapter(dataset.adapter)
+        except UserError as exc:
+            raise UserError(f"datasets.{name}.adapter: {exc}") from None
+        root = Path(dataset.annotation_root)
+        if not root.is_dir():
+            raise UserError(f"datasets.{name}.annotation_root: {root}: "
+                            f"{'is a file, not a folder' if root.exists() else 'no such folder'}")
+        adapters[name] = adapter_class(dataset, name)
+    return adapters
 
 
-def _fingerprint(items: list[Item], settings: ProcessSettings) -> str:
-    used = sorted({name for name, _ in items})
+def iter_config_records(cfg: CurateConfig) -> Iterator[Item]:
+    """Every dataset's adapter records, in config order, lazily (the adapters are opened at once)."""
+    adapters = open_adapters(cfg)
+    return ((name, item) for name, adapter in adapters.items() for item in adapter.records())
+
+
+class KeyClaims:
+    """The keys handed out so far in a build (as 64-bit hashes): a key taken before gets a suffix (module rule)."""
+
+    def __init__(self) -> None:
+        self._taken: set[int] = set()
+
+    @staticmethod
+    def _digest(key: str) -> int:
+        return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
+
+    def claim(self, key: str, origin: str) -> tuple[str, Note | None]:
+        """``key`` if it is free, else its suffixed form, with the ``key_collision`` warning."""
+        candidate, attempt = key, 0
+        while (digest := self._digest(candidate)) in self._taken:
+            attempt += 1
+            suffix = hashlib.sha1(origin.encode("utf-8")).hexdigest()[:8]
+            candidate = f"{key}-{suffix}" + (f"-{attempt}" if attempt > 1 else "")
+        self._taken.add(digest)
+        if candidate == key:
+            return key, None
+        return candidate, ("key_collision", f"key {key!r} was taken by an earlier record; {origin} is written as "
+                                            f"{candidate!r}")
+
+
+def _fingerprint(items: list[JobItem], settings: ProcessSettings) -> str:
+    used = sorted({entry.name for entry in items})
     payload = {
         "version": PIPELINE_VERSION,
         "min_frames": settings.min_frames,
         "max_frames": settings.max_frames,
         "datasets": {name: dataclasses.asdict(settings.datasets[name]) for name in used},
-        "items": [[name, type(item).__name__, dataclasses.asdict(item)] for name, item in items],
+        "items": [[e.name, type(e.item).__name__, dataclasses.asdict(e.item), e.notes] for e in items],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def make_jobs(items: Iterable[Item], settings: ProcessSettings, records_per_shard: int) -> Iterator[Job]:
+def make_jobs(items: Iterable[JobItem], settings: ProcessSettings, records_per_shard: int) -> Iterator[Job]:
     """Cut the record stream into jobs of ``records_per_shard`` consecutive items, lazily."""
     if records_per_shard < 1:
         raise ValueError(f"records_per_shard must be positive, got {records_per_shard}")
-    batch: list[Item] = []
+    batch: list[JobItem] = []
     index = 0
     for item in items:
         batch.append(item)
@@ -190,44 +300,44 @@ def _resolve(root: str, path: str) -> Path:
 
 
 @lru_cache(maxsize=2)
-def _pickle_collection(path: str, allow_pickle: bool) -> dict[str, np.ndarray]:
+def _pickle_collection(path: str, allow_pickle: bool) -> dict[str, Any]:
     """A worker unpickles each SLRT collection once, not once per clip (records of one file come together)."""
     return read_pickle_collection(path, allow_pickle=allow_pickle)
 
 
-def _collection_sequence(path: Path, key: str | None, source: PoseSourceConfig) -> PoseSequence:
-    """Sequence ``key`` of a pickle collection, with the readers' missing-point rule and the config's fps / size."""
-    collection = _pickle_collection(str(path), source.allow_pickle)
-    if key not in collection:
-        raise PoseFormatError(f"{path}: no sequence named {key!r}")
-    array = np.asarray(collection[key])
-    if array.ndim != 3 or array.shape[1:] != (NUM_WHOLEBODY_POINTS, 3):
-        raise PoseFormatError(f"{path}:{key}: array of shape {array.shape} is not (T, {NUM_WHOLEBODY_POINTS}, 3)")
-    if source.width <= 0 or source.height <= 0:
-        raise PoseFormatError(f"{path}: pickles do not record the frame size; set poses.width / poses.height")
-    return PoseSequence(clean_keypoints(array[..., :2], array[..., 2]), source.fps, source.width, source.height,
-                        f"{path}:{key}")
-
-
-def _read_sequence(path: Path, key: str | None, source: PoseSourceConfig, missing_reason: str,
-                   unreadable_reason: str, record: CurationRecord | None = None) -> PoseSequence:
-    """Read one sequence; ``.pose`` files carry their own fps and frame size, other formats take the record's
-    (when its annotations gave them) or else the config's."""
-    if record is not None and (record.width or record.height or record.fps):
-        source = dataclasses.replace(source, width=record.width or source.width,
-                                     height=record.height or source.height, fps=record.fps or source.fps)
-    if not path.is_file():
-        raise RecordRejected(missing_reason, f"{path}: no such file")
+def _read_sequence(path: Path, key: str | None, source: PoseSourceConfig, record: CurationRecord) -> PoseSequence:
+    """Read one sequence; what the file does not record comes from the record (the annotation) or else the
+    config (the module's geometry rule). Raises :class:`PoseFormatError`."""
+    fallback = {"fps": record.fps or source.fps, "width": record.width or source.width or None,
+                "height": record.height or source.height or None}
+    fmt = format_for_path(path) if source.format == "auto" else source.format
+    problem = None if fmt == "openpose_json" else file_problem(path)  # that format is a folder of frames
+    if problem is not None:
+        raise MissingPose(f"{path}: {problem}")
     try:
-        fmt = format_for_path(path) if source.format == "auto" else source.format
-        size = {"fps": source.fps, "width": source.width or None, "height": source.height or None}
-        if fmt == "pose":
-            return read_pose(path, fmt)
         if fmt == "pickle":
-            return _collection_sequence(path, key, source)
-        return read_pose(path, fmt, **size, key=key)
-    except (PoseFormatError, OSError, ValueError) as exc:
-        raise RecordRejected(unreadable_reason, str(exc)) from exc
+            return collection_sequence(_pickle_collection(str(path), source.allow_pickle), key, path, **fallback)
+        return read_pose(path, fmt, **fallback)
+    except OSError as exc:  # permissions, I/O errors
+        raise PoseFormatError(f"{path}: {exc.strerror or exc}") from exc
+
+
+def _geometry_notes(seq: PoseSequence, record: CurationRecord) -> list[Note]:
+    """Warnings for a recorded fps / frame size that disagrees with the annotation's (the file's stays), or the
+    ``frame_range_fps_mismatch`` reject for a frame range counted at the annotation's fps."""
+    notes = []
+    if "fps" in seq.recorded and record.fps and abs(seq.fps - record.fps) > FPS_TOLERANCE * record.fps:
+        detail = f"{seq.source}: the pose file records {seq.fps:g} fps, the annotation says {record.fps:g}"
+        if record.frame_start is not None or record.frame_end is not None:
+            raise RecordRejected("frame_range_fps_mismatch", f"{detail}; the clip's frame range "
+                                 f"[{record.frame_start}, {record.frame_end}) is counted at the annotation's fps")
+        notes.append(("fps_mismatch", f"{detail}; the file's is used"))
+    differing = [f"{name} {getattr(seq, name)} (annotation {getattr(record, name)})" for name in ("width", "height")
+                 if name in seq.recorded and getattr(record, name) and getattr(seq, name) != getattr(record, name)]
+    if differing:
+        notes.append(("frame_size_mismatch", f"{seq.source}: the pose file records {', '.join(differing)}; the "
+                                             f"file's is used"))
+    return notes
 
 
 def _frame_range(record: CurationRecord, num_frames: int, fps: float) -> tuple[int, int]:
@@ -257,57 +367,77 @@ def _check_text(record: CurationRecord) -> None:
                              f"{sorted({f'U+{ord(c):04X}' for c in bad})}")
 
 
-def curate_record(name: str, record: CurationRecord, settings: ProcessSettings) -> Sample:
-    """One record → a validated shard sample, or :class:`RecordRejected` with the reason."""
+def _main_sequence(dataset: DatasetConfig, record: CurationRecord) -> PoseSequence:
+    try:
+        return _read_sequence(_resolve(dataset.poses.root, record.pose_path), record.pose_key, dataset.poses, record)
+    except PoseFormatError as exc:
+        raise RecordRejected(exc.reason, str(exc)) from exc
+
+
+def _with_extra_hands(seq: PoseSequence, dataset: DatasetConfig, record: CurationRecord) -> PoseSequence:
+    from data_curation.extra_hands import merge_extra_hands
+
+    source = dataset.extra_hands or dataset.poses
+    # A collection source (pickle) holds the hands under the clip's key; other sources are one file a clip.
+    path, key = ("", record.extra_hand_path) if source.format == "pickle" else (record.extra_hand_path, None)
+    try:
+        hands = _read_sequence(_resolve(source.root, path), key, source, record)
+        return merge_extra_hands(seq, hands)
+    except MissingPose as exc:
+        raise RecordRejected("missing_extra_hand_file", str(exc)) from exc
+    except ValueError as exc:  # PoseFormatError, or sequences that do not match
+        raise RecordRejected("unreadable_extra_hands", str(exc)) from exc
+
+
+def curate_record(name: str, record: CurationRecord, settings: ProcessSettings) -> tuple[Sample, list[Note]]:
+    """One record → a validated shard sample and its warnings, or :class:`RecordRejected` with the reason."""
     dataset = settings.datasets[name]
     _check_text(record)
-    seq = _read_sequence(_resolve(dataset.poses.root, record.pose_path), record.pose_key, dataset.poses,
-                         "missing_pose_file", "unreadable_pose", record)
+    seq = _main_sequence(dataset, record)
+    if seq.num_frames == 0:
+        raise RecordRejected("no_detections", f"{seq.source}: the pose file holds no frame")
+    notes = _geometry_notes(seq, record)
     if record.extra_hand_path:
-        from data_curation.extra_hands import merge_extra_hands
-
-        hands_source = dataset.extra_hands or dataset.poses
-        # A collection source (pickle) holds the hands under the clip's key; other sources are one file a clip.
-        hands_path, hands_key = (("", record.extra_hand_path) if hands_source.format == "pickle"
-                                 else (record.extra_hand_path, None))
-        hands = _read_sequence(_resolve(hands_source.root, hands_path), hands_key, hands_source,
-                               "missing_extra_hand_file", "unreadable_extra_hands", record)
-        try:
-            seq = merge_extra_hands(seq, hands)
-        except ValueError as exc:
-            raise RecordRejected("unreadable_extra_hands", str(exc)) from exc
+        seq = _with_extra_hands(seq, dataset, record)
     start, end = _frame_range(record, seq.num_frames, seq.fps)
     frames = end - start
     if frames < settings.min_frames:
         raise RecordRejected("too_few_frames", f"{frames} frames < min_frames={settings.min_frames}")
     if settings.max_frames and frames > settings.max_frames:
         raise RecordRejected("too_many_frames", f"{frames} frames > max_frames={settings.max_frames}")
-    clip = dataclasses.replace(seq, keypoints=seq.keypoints[start:end])
-    with np.errstate(over="ignore"):  # float16 overflow is what the finiteness check below looks for
-        pose = to_shard_pose(clip)
-    try:
-        validate_pose(pose)
-    except InvalidSample as exc:
-        raise RecordRejected("non_finite_values", f"{exc} (coordinates beyond float16 range for a "
-                             f"{seq.width}x{seq.height} frame)") from exc
+    if record.annotated_frames and abs(frames - record.annotated_frames) > FRAME_COUNT_TOLERANCE:
+        notes.append(("frame_count_mismatch", f"{seq.source}: the clip has {frames} frames, the annotation says "
+                                              f"{record.annotated_frames}"))
+    pose, outside = shard_pose_and_outside(dataclasses.replace(seq, keypoints=seq.keypoints[start:end]))
+    if outside:
+        notes.append(("points_outside_frame", f"{seq.source}: {outside} detected point(s) more than "
+                                              f"{OUTSIDE_MARGIN:.0%} of the {seq.width}x{seq.height} frame outside "
+                                              f"it, made missing"))
+    if not (pose[..., 2] > 0).any():
+        raise RecordRejected("no_detections", f"{seq.source}: no kept point is detected in frames [{start}, {end})")
     meta = SampleMeta(
-        dataset=record.dataset, split=record.split, sign_language=record.sign_language,
-        text_language=record.text_language,
+        dataset=name, split=record.split, sign_language=record.sign_language, text_language=record.text_language,
         source_id=record.source_id, fps=seq.fps, width=seq.width, height=seq.height, signer=record.signer,
         frame_start=start, frame_end=end, text=record.text if record.paired else "", gloss=record.gloss,
-        label=record.label, paired=record.paired,
+        label=record.label, paired=record.paired, pose_layout=seq.layout, pose_estimator=seq.estimator,
         extra={"extra_hands": True} if record.extra_hand_path else {},
     )
-    return Sample(key=record.key or make_key(record.dataset, record.split, record.source_id), pose=pose, meta=meta)
+    sample = Sample(key=record.key, pose=pose, meta=meta)
+    try:
+        validate_sample(sample)
+    except InvalidSample as exc:
+        raise RecordRejected("invalid_sample", str(exc)) from exc
+    return sample, notes
 
 
 # -------------------------------------------------------------------------------------------------------- one job
 
 
-def _reject_row(name: str, item: CurationRecord | AnnotationReject, reason: str, detail: str) -> dict[str, Any]:
+def _row(name: str, item: CurationRecord | AnnotationReject, reason: str, detail: str) -> dict[str, Any]:
+    """A rejects.parquet / warnings.parquet row."""
     is_record = isinstance(item, CurationRecord)
     return {
-        "dataset": item.dataset or name,
+        "dataset": name,
         "split": item.split,
         "source_id": item.source_id,
         "key": item.key if is_record else "",
@@ -321,24 +451,24 @@ def run_job(job: Job, output: str, settings: ProcessSettings) -> dict[str, Any]:
     """Curate one job: its shard, then its sidecar (the done marker). Returns the sidecar's content."""
     samples: list[Sample] = []
     rejects: list[dict[str, Any]] = []
-    keys: set[str] = set()
-    for name, item in job.items:
+    warnings: list[dict[str, Any]] = []
+    for entry in job.items:
+        name, item = entry.name, entry.item
         if isinstance(item, AnnotationReject):
-            rejects.append(_reject_row(name, item, item.reason, item.detail))
+            rejects.append(_row(name, item, item.reason, item.detail))
             continue
         try:
-            sample = curate_record(name, item, settings)
-            if sample.key in keys:
-                raise RecordRejected("duplicate_key", f"key {sample.key!r} already used in this shard")
+            sample, notes = curate_record(name, item, settings)
         except RecordRejected as exc:
-            logger.info("rejected %s/%s %s: %s", item.dataset, item.split, item.source_id, exc)
-            rejects.append(_reject_row(name, item, exc.reason, exc.detail))
+            logger.debug("rejected %s/%s %s: %s", name, item.split, item.source_id, exc)
+            rejects.append(_row(name, item, exc.reason, exc.detail))
             continue
-        except Exception as exc:  # one odd file must not stop a million-clip build: log it loudly, reject it
-            logger.exception("failed on %s/%s %s (%s)", item.dataset, item.split, item.source_id, item.pose_path)
-            rejects.append(_reject_row(name, item, "processing_error", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # one odd file must not stop a million-clip build: keep its traceback, reject it
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split("\n"))
+            rejects.append(_row(name, item, "processing_error", f"{detail} (traceback in {ERRORS_LOG})")
+                           | {"traceback": traceback.format_exc()})
             continue
-        keys.add(sample.key)
+        warnings += [_row(name, item, reason, detail) for reason, detail in [*entry.notes, *notes]]
         samples.append(sample)
     out = Path(output)
     shard = shard_name(job.index) if samples else None
@@ -348,8 +478,11 @@ def run_job(job: Job, output: str, settings: ProcessSettings) -> dict[str, Any]:
         "fingerprint": job.fingerprint,
         "shard": shard,
         "records": len(job.items),
-        "manifest": [manifest_row(s, shard) | {"text": s.meta.text if s.meta.paired else ""} for s in samples],
+        "manifest": [manifest_row(s, shard) | {"text": s.meta.text if s.meta.paired else "",
+                                               "adapter": settings.datasets[s.meta.dataset].adapter}
+                     for s in samples],
         "rejects": rejects,
+        "warnings": warnings,
     }
     _write_json_atomic(out / "parts" / sidecar_name(job.index), sidecar)
     return sidecar
@@ -363,7 +496,8 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def _finished(job: Job, output: Path) -> bool:
-    """A job is done when its sidecar carries the same fingerprint and its shard (if any) is on disk."""
+    """A job is done when its sidecar carries the same fingerprint and its shard (if any) is on disk, and none of
+    its records failed with a ``processing_error`` (a bug since fixed, an I/O error since gone: it is redone)."""
     path = output / "parts" / sidecar_name(job.index)
     if not path.is_file():
         return False
@@ -372,6 +506,8 @@ def _finished(job: Job, output: Path) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     if sidecar.get("fingerprint") != job.fingerprint:
+        return False
+    if any(row["reason"] == "processing_error" for row in sidecar["rejects"]):
         return False
     return sidecar.get("shard") is None or (output / "shards" / sidecar["shard"]).is_file()
 
@@ -434,17 +570,19 @@ def _run_jobs(jobs: Iterator[Job], output: Path, settings: ProcessSettings, work
 def build(cfg: CurateConfig, records: Iterable[Item] | None = None) -> dict[str, Any]:
     """Curate ``records`` (default: the config's adapters) into ``cfg.output``; returns the summary."""
     started = time.monotonic()
+    check_config(cfg)
+    items = iter_config_records(cfg) if records is None else iter(records)
     output = Path(cfg.output)
     (output / "shards").mkdir(parents=True, exist_ok=True)
     (output / "parts").mkdir(parents=True, exist_ok=True)
     _remove_temporaries(output)
     settings = ProcessSettings(dict(cfg.datasets), cfg.min_frames, cfg.max_frames)
-    items = iter_config_records(cfg) if records is None else iter(records)
 
     excluded: Counter[tuple[str, str]] = Counter()
     records_in: Counter[tuple[str, str]] = Counter()
+    keys = KeyClaims()
 
-    def selected() -> Iterator[Item]:
+    def selected() -> Iterator[JobItem]:
         for name, item in items:
             if name not in settings.datasets:
                 raise ValueError(f"record of dataset {name!r}, which the config does not name")
@@ -456,10 +594,17 @@ def build(cfg: CurateConfig, records: Iterable[Item] | None = None) -> dict[str,
                 excluded[(name, item.split)] += 1
                 continue
             records_in[(name, item.split)] += 1
-            yield name, item
+            notes: list[Note] = []
+            if isinstance(item, CurationRecord):
+                key, note = keys.claim(item.key or make_key(name, item.split, item.source_id),
+                                       f"{name}/{item.split}/{item.source_id}")
+                item = dataclasses.replace(item, key=key) if key != item.key else item
+                notes = [note] if note else []
+            yield JobItem(name, item, notes)
 
     num_jobs = resumed_jobs = 0
-    with tqdm(desc="curate", unit="rec", dynamic_ncols=True) as progress:
+    # leave=False: the bar is erased when the build ends, so an error line is the only line a failed build leaves.
+    with tqdm(desc="curate", unit="rec", dynamic_ncols=True, leave=False) as progress:
         for _job, resumed in _run_jobs(make_jobs(selected(), settings, cfg.records_per_shard), output, settings,
                                        cfg.workers, progress):
             num_jobs += 1
@@ -475,22 +620,23 @@ def build(cfg: CurateConfig, records: Iterable[Item] | None = None) -> dict[str,
 
 
 def _merge(output: Path, num_jobs: int) -> dict[str, Any]:
-    """Stream the sidecars, in job order, into manifest.parquet and rejects.parquet; count as they pass."""
+    """Stream the sidecars, in job order, into manifest.parquet, rejects.parquet, warnings.parquet and errors.log;
+    count as they pass."""
     counts: dict[str, Any] = {
         "written": Counter(), "paired": Counter(), "rejected": Counter(), "reasons": defaultdict(Counter),
-        "language": defaultdict(Counter), "shards": set(), "records": 0,
+        "warned": Counter(), "warning_reasons": defaultdict(Counter), "language": defaultdict(Counter),
+        "shards": set(), "records": 0,
     }
 
     def sidecars() -> Iterator[dict[str, Any]]:
         for index in range(num_jobs):
-            sidecar = json.loads((output / "parts" / sidecar_name(index)).read_text(encoding="utf-8"))
-            counts["records"] += sidecar["records"]
-            if sidecar["shard"] is not None:
-                counts["shards"].add(sidecar["shard"])
-            yield sidecar
+            yield json.loads((output / "parts" / sidecar_name(index)).read_text(encoding="utf-8"))
 
     def manifest_rows() -> Iterator[dict[str, Any]]:
         for sidecar in sidecars():
+            counts["records"] += sidecar["records"]
+            if sidecar["shard"] is not None:
+                counts["shards"].add(sidecar["shard"])
             for row in sidecar["manifest"]:
                 where = (row["dataset"], row["split"])
                 counts["written"][where] += 1
@@ -501,24 +647,36 @@ def _merge(output: Path, num_jobs: int) -> dict[str, Any]:
                 language["frames"] += row["frames"]
                 yield row
 
-    def reject_rows() -> Iterator[dict[str, Any]]:
-        for index in range(num_jobs):
-            sidecar = json.loads((output / "parts" / sidecar_name(index)).read_text(encoding="utf-8"))
-            for row in sidecar["rejects"]:
+    def counted(part: str, total: str, by_reason: str, errors=None) -> Iterator[dict[str, Any]]:
+        for sidecar in sidecars():
+            for row in sidecar[part]:
                 where = (row["dataset"], row["split"])
-                counts["rejected"][where] += 1
-                counts["reasons"][where][row["reason"]] += 1
+                counts[total][where] += 1
+                counts[by_reason][where][row["reason"]] += 1
+                if errors is not None and "traceback" in row:
+                    errors.write(f"{row['dataset']}/{row['split']} {row['source_id']} ({row['pose_path']}):\n"
+                                 f"{row['traceback']}\n")
                 yield row
 
     samples = write_parquet_rows(manifest_rows(), output / "manifest.parquet", CURATED_MANIFEST_SCHEMA)
-    rejected = write_parquet_rows(reject_rows(), output / "rejects.parquet", REJECTS_SCHEMA)
+    errors_tmp = output / f".{ERRORS_LOG}.tmp"
+    with open(errors_tmp, "w", encoding="utf-8") as errors:
+        rejected = write_parquet_rows(counted("rejects", "rejected", "reasons", errors), output / "rejects.parquet",
+                                      REJECTS_SCHEMA)
+    if errors_tmp.stat().st_size:
+        os.replace(errors_tmp, output / ERRORS_LOG)
+    else:  # no error in this build: none of an earlier one may stay
+        errors_tmp.unlink()
+        (output / ERRORS_LOG).unlink(missing_ok=True)
+    warned = write_parquet_rows(counted("warnings", "warned", "warning_reasons"), output / "warnings.parquet",
+                                REJECTS_SCHEMA)
     stale = _remove_stale(output, num_jobs, counts["shards"])
-    return {"_counts": counts, "samples": samples, "rejected": rejected, "shards": len(counts["shards"]),
-            "stale_files_removed": stale}
+    return {"_counts": counts, "samples": samples, "rejected": rejected, "warnings": warned,
+            "shards": len(counts["shards"]), "stale_files_removed": stale}
 
 
 def _summarise_counts(counts: dict[str, Any], records_in: Counter, excluded: Counter) -> dict[str, Any]:
-    """Per dataset / split counts, rejects by reason, per sign language, and the reconciliation check."""
+    """Per dataset / split counts, rejects and warnings by reason, per sign language, and the reconciliation."""
     by_dataset: dict[str, dict[str, Any]] = {}
     keys = sorted(set(records_in) | set(excluded))
     for dataset, split in keys:
@@ -531,18 +689,26 @@ def _summarise_counts(counts: dict[str, Any], records_in: Counter, excluded: Cou
             "unpaired": counts["written"][where] - counts["paired"][where],
             "rejected": counts["rejected"][where],
             "rejects_by_reason": dict(sorted(counts["reasons"][where].items())),
+            "warnings": counts["warned"][where],
+            "warnings_by_reason": dict(sorted(counts["warning_reasons"][where].items())),
         }
         by_dataset.setdefault(dataset, {})[split] = entry
-    reasons: Counter[str] = Counter()
-    for per_reason in counts["reasons"].values():
-        reasons.update(per_reason)
+
+    def by_reason(name: str) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for per_reason in counts[name].values():
+            total.update(per_reason)
+        return dict(sorted(total.items()))
+
     totals = {
         "records_in": sum(records_in.values()),
         "excluded_split": sum(excluded.values()),
         "written": sum(counts["written"].values()),
         "paired": sum(counts["paired"].values()),
         "rejected": sum(counts["rejected"].values()),
-        "rejects_by_reason": dict(sorted(reasons.items())),
+        "rejects_by_reason": by_reason("reasons"),
+        "warnings": sum(counts["warned"].values()),
+        "warnings_by_reason": by_reason("warning_reasons"),
     }
     totals["unpaired"] = totals["written"] - totals["paired"]
     # Records were counted as they entered the jobs and again as they left the sidecars: both must agree.

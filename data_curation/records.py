@@ -32,10 +32,15 @@ class CurationRecord:
     extra_hand_path: str | None = None  # optional second hand source for the same clip (SPEC §2)
     # The clip's video geometry when the annotations know it (MS-ASL records each video's size and fps): used for
     # pose formats that do not record them (.npy, MMPose JSON, pickles) instead of the dataset-wide config values,
-    # since web datasets mix resolutions. 0 = unknown.
+    # since web datasets mix resolutions; where the pose file records its own, the file's wins and a disagreement
+    # is counted (the pipeline's geometry rule). 0 = unknown.
     width: int = 0
     height: int = 0
     fps: float = 0.0
+    # The clip's length in frames by the annotations (CSL-Daily's length, NMFs-CSL's seq_len, a trimmed WLASL /
+    # MS-ASL clip's range), checked against the pose: a pose file of another length may not be this clip.
+    # 0 = unknown.
+    annotated_frames: int = 0
     key: str = ""  # shard key (no dots); adapters build it with slp.data.schema.make_key
 
 

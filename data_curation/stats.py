@@ -2,8 +2,8 @@
 
 Table II gives, per sign language, the number of samples, of sentences and the kind of source videos. Here a
 "sentence" is a distinct paired text (an ISLR gloss template counts once per gloss, as in the paper's CSL
-column where 268k samples hold 152k sentences), and sources list both the kind (lab / web / TV) and the
-dataset names found in the manifest.
+column where 268k samples hold 152k sentences), and sources list both the kind (lab / web / TV: each adapter's
+``source_kind``) and the dataset names found in the manifest.
 """
 
 from __future__ import annotations
@@ -18,25 +18,27 @@ import pyarrow.parquet as pq
 from slp.data.schema import SIGN_LANGUAGES
 from slp.data.shards import write_summary
 
-#: Kind of recording behind each source dataset (Table II's "sources" row).
-SOURCE_KINDS: dict[str, str] = {
-    "wlasl": "web",
-    "msasl": "web",
-    "nmfs_csl": "lab",
-    "slr500": "lab",
-    "phoenix14": "TV",
-    "phoenix14t": "TV",
-    "csl_daily": "lab",
-    "how2sign": "lab",
-    "bobsl": "TV",
-    "synthetic": "synthetic",
-}
+#: Dataset name of the procedural synthetic corpus (:mod:`slp.synthetic`), which no adapter reads.
+SYNTHETIC = "synthetic"
 _COLUMNS = ["dataset", "sign_language", "frames", "fps", "paired", "text"]
+
+
+def source_kind(adapter: str) -> str:
+    """Kind of recording behind a source (Table II's "sources" row): its adapter's ``source_kind``."""
+    from data_curation.adapters import registered_adapters
+
+    if adapter == SYNTHETIC:
+        return SYNTHETIC
+    found = registered_adapters().get(adapter)
+    return found.source_kind if found is not None else "other"
 
 
 def manifest_stats(manifest: str | Path) -> dict[str, Any]:
     """Table II per sign language (and in total) and clip duration percentiles, from ``manifest.parquet``."""
-    table = pq.read_table(manifest, columns=_COLUMNS)
+    # A curated manifest names each sample's adapter (entries may be renamed); another one only its dataset.
+    columns = _COLUMNS + (["adapter"] if "adapter" in pq.read_schema(manifest).names else [])
+    table = pq.read_table(manifest, columns=columns)
+    adapter_column = table["adapter" if "adapter" in columns else "dataset"]
     seconds = pc.divide(pc.cast(table["frames"], "float64"), pc.cast(table["fps"], "float64"))
     found = sorted(set(table["sign_language"].to_pylist()))
     languages = [lang for lang in SIGN_LANGUAGES if lang in found] + [lang for lang in found
@@ -44,10 +46,10 @@ def manifest_stats(manifest: str | Path) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for language in [*languages, "total"]:
         if language == "total":
-            part, part_seconds = table, seconds
+            part, part_seconds, part_adapters = table, seconds, adapter_column
         else:
             mask = pc.equal(table["sign_language"], language)
-            part, part_seconds = table.filter(mask), seconds.filter(mask)
+            part, part_seconds, part_adapters = table.filter(mask), seconds.filter(mask), adapter_column.filter(mask)
         paired = part.filter(part["paired"])
         datasets = sorted(set(part["dataset"].to_pylist()))
         rows[language] = {
@@ -56,7 +58,7 @@ def manifest_stats(manifest: str | Path) -> dict[str, Any]:
             "unpaired": part.num_rows - paired.num_rows,
             "sentences": pc.count_distinct(paired["text"]).as_py() if paired.num_rows else 0,
             "hours": round(float(pc.sum(part_seconds).as_py() or 0.0) / 3600, 4),
-            "sources": sorted({SOURCE_KINDS.get(d, "other") for d in datasets}),
+            "sources": sorted({source_kind(a) for a in set(part_adapters.to_pylist())}),
             "datasets": datasets,
         }
     durations = seconds.to_numpy(zero_copy_only=False)

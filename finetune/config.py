@@ -7,6 +7,7 @@ The shared parts (data, encoder, optimiser) sit at the top level; each task's he
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from slp.models.sign_encoder import SignEncoderConfig
 from slp.models.stepnet import StepNetConfig
@@ -20,9 +21,10 @@ class FinetuneDataConfig:
     train_split: str = "train"
     dev_split: str = "dev"
     test_split: str = "test"
-    num_frames: int = 32  # ISLR: frames sampled per clip (random in training, centred in evaluation)
+    num_frames: int = 32  # ISLR: one frame per equal segment (random in it in training, its middle in evaluation)
     max_frames: int = 256  # CSLR / SLT / retrieval: longer clips are evenly subsampled to this many frames
     labels: list[int] = field(default_factory=list)  # ISLR vocabulary subset (e.g. WLASL100); empty = all
+    num_workers: int = 2  # training DataLoader worker processes per rank collating batches (0: in the main process)
 
 
 @dataclass
@@ -32,7 +34,7 @@ class FinetuneOptimConfig:
     encoder_lr_scale: float = 0.1  # the pre-trained encoder learns 10× slower (paper §IV-A)
     batch_size: int = 64
     epochs: int = 60
-    schedule: str = "step"  # "step" (StepLR, ISLR / CSLR) or "cosine" (SLT / retrieval), per optimiser step
+    schedule: Literal["step", "cosine"] = "step"  # StepLR (ISLR / CSLR) or warm-up + cosine (SLT / retrieval)
     step_size: int = 20  # StepLR: ×gamma every step_size epochs
     gamma: float = 0.1
     warmup: float = 0.0  # cosine: fraction of all steps spent warming up linearly
@@ -76,7 +78,7 @@ class CSLRConfig:
     hidden: int = 512  # temporal conv channels and BiLSTM hidden size (per direction: hidden // 2)
     lstm_layers: int = 2
     beam_size: int = 10  # CTC prefix beam search; 1 = greedy
-    wer_cleanup: str = "none"  # gloss clean-up of slp.metrics.wer: phoenix2014, phoenix2014t, csl-daily, none
+    wer_cleanup: Literal["none", "phoenix2014", "phoenix2014t", "csl-daily"] = "none"  # slp.metrics.wer's clean-ups
     dropout: float = 0.1
 
 
@@ -99,7 +101,7 @@ class RetrievalConfig:
     embed_dim: int = 512  # d_e
     pool_window: int = 4  # s of AvgPool_s on the sign features
     temperature: float = 0.07  # initial τ (learnable, as in pre-training)
-    similarity: str = "fine"  # fine | coarse
+    similarity: Literal["fine", "coarse"] = "fine"
     chunk_size: int = 32  # sign samples per block of the fine-grained training matrix (bounds its memory)
     max_text_tokens: int = 128
     train_text_encoder: bool = False  # the mBART encoder stays frozen unless set (its lr is encoder_lr_scale × lr)
@@ -107,7 +109,7 @@ class RetrievalConfig:
 
 @dataclass
 class FinetuneConfig:
-    task: str = "islr"
+    task: str = "islr"  # a registered task (finetune.tasks)
     output: str = "runs/finetune"
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
     encoder: SignEncoderConfig = field(default_factory=SignEncoderConfig)  # used when no --pretrained is given
@@ -116,5 +118,5 @@ class FinetuneConfig:
     cslr: CSLRConfig = field(default_factory=CSLRConfig)
     slt: SLTConfig = field(default_factory=SLTConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
-    mixed_precision: str = "no"  # "no" | "bf16" (accelerate)
+    mixed_precision: Literal["no", "bf16"] = "no"  # accelerate's; quote "no" in YAML, where a bare no is false
     seed: int = 0

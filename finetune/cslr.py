@@ -21,8 +21,8 @@ clean-up merge variants the way the official scripts do (``loc-REGEN`` scores as
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +30,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from finetune.config import FinetuneConfig
 from finetune.data import collate_sequences
+from finetune.tasks import register_task
 from slp.data.schema import Sample
 from slp.metrics.ctc import CTCBeamDecoder, ctc_greedy_decode
 from slp.metrics.wer import CLEANUPS, wer
@@ -78,9 +79,12 @@ def temporal_conv(in_dim: int, hidden: int, layers: Sequence[str] = TEMPORAL_LAY
     return nn.Sequential(*modules)
 
 
-def ctc_min_steps(targets: Sequence[Sequence[int]]) -> torch.Tensor:
-    """The fewest output steps CTC needs per label sequence: one per label plus a blank between repeated labels."""
-    return torch.tensor([len(t) + sum(a == b for a, b in zip(t, t[1:])) for t in targets])
+def ctc_min_steps(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """The fewest output steps CTC needs per label sequence (rows of ``targets`` ``(B, S)``, the first
+    ``target_lengths`` valid): one per label plus a blank between repeated labels."""
+    inside = torch.arange(1, targets.shape[1], device=targets.device)[None, :] < target_lengths[:, None]
+    repeats = ((targets[:, 1:] == targets[:, :-1]) & inside).sum(dim=1)
+    return target_lengths + repeats
 
 
 class GlossVocabulary:
@@ -113,6 +117,27 @@ class GlossVocabulary:
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         return [self.glosses[i - 1] for i in ids]
+
+
+@dataclass
+class CSLRCollator:
+    """Samples → ``pose``, ``frame_mask`` of whole clips, and in training the gloss ids ``targets`` ``(B, S)``
+    (blank-padded) with their ``target_lengths``."""
+
+    vocabulary: GlossVocabulary
+    max_frames: int
+    train: bool
+
+    def __call__(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        pose, frame_mask = collate_sequences(samples, self.max_frames)
+        if not self.train:
+            return {"pose": pose, "frame_mask": frame_mask}
+        ids = [self.vocabulary.encode(s.meta.gloss) for s in samples]
+        targets = torch.full((len(ids), max(len(i) for i in ids)), BLANK)
+        for row, i in zip(targets, ids):
+            row[: len(i)] = torch.tensor(i)
+        return {"pose": pose, "frame_mask": frame_mask, "targets": targets,
+                "target_lengths": torch.tensor([len(i) for i in ids])}
 
 
 class CSLRHead(nn.Module):
@@ -158,25 +183,28 @@ class CSLRHead(nn.Module):
         hidden, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=steps.shape[1])
         return self.classifier(self.dropout(hidden)).float().log_softmax(dim=-1), lengths
 
-    def ctc_loss(self, log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
+    def ctc_loss(self, log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+                 target_lengths: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of each clip's CTC loss divided by its label length (PyTorch's "mean").
 
         A clip whose output steps cannot hold its labels (``lengths`` < labels + repeats: CTC has no path) is
         left out of the loss and of the mean: ``zero_infinity`` turns its infinite loss and its gradient into 0,
         and the mean is taken over the feasible clips (a batch with none gives a loss of 0, still differentiable).
         """
-        target_lengths = torch.tensor([len(t) for t in targets], device=log_probs.device)
-        feasible = (lengths >= ctc_min_steps(targets).to(lengths.device)).to(log_probs.device)
-        flat = torch.tensor([i for t in targets for i in t], device=log_probs.device)
-        losses = F.ctc_loss(log_probs.transpose(0, 1), flat, lengths.to(log_probs.device), target_lengths,
+        target_lengths = target_lengths.to(log_probs.device)
+        feasible = lengths.to(log_probs.device) >= ctc_min_steps(targets.to(log_probs.device), target_lengths)
+        losses = F.ctc_loss(log_probs.transpose(0, 1), targets, lengths.to(log_probs.device), target_lengths,
                             blank=BLANK, reduction="none", zero_infinity=True)
         return (losses * feasible / target_lengths).sum() / feasible.sum().clamp(min=1)
 
-    def forward(self, samples: list[Sample], rng: np.random.Generator) -> torch.Tensor:
-        """Training loss of a batch of samples (whole clips: ``rng`` has nothing to sample)."""
-        pose, mask = collate_sequences(samples, self.max_frames)
-        log_probs, lengths = self.log_probs(pose, mask)
-        return self.ctc_loss(log_probs, lengths, [self.vocabulary.encode(s.meta.gloss) for s in samples])
+    def collator(self, train: bool) -> CSLRCollator:
+        return CSLRCollator(self.vocabulary, self.max_frames, train)
+
+    def forward(self, pose: torch.Tensor, frame_mask: torch.Tensor, targets: torch.Tensor,
+                target_lengths: torch.Tensor) -> torch.Tensor:
+        """Training loss of a batch."""
+        log_probs, lengths = self.log_probs(pose, frame_mask)
+        return self.ctc_loss(log_probs, lengths, targets, target_lengths)
 
     def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[str]]:
         if self.beam_size == 1:
@@ -186,24 +214,25 @@ class CSLRHead(nn.Module):
         return [self.vocabulary.decode(i) for i in ids]
 
     @torch.no_grad()
-    def evaluate(self, samples: list[Sample], batch_size: int) -> dict:
-        hypotheses = []
-        for start in range(0, len(samples), batch_size):
-            pose, mask = collate_sequences(samples[start : start + batch_size], self.max_frames)
-            hypotheses += self.decode(*self.log_probs(pose, mask))
+    def predict(self, pose: torch.Tensor, frame_mask: torch.Tensor) -> list[list[str]]:
+        """Each clip's decoded gloss sequence."""
+        return self.decode(*self.log_probs(pose, frame_mask))
+
+    def metrics(self, outputs: list[list[str]], samples: list[Sample]) -> dict:
         references = [list(s.meta.gloss) for s in samples]
-        scores = wer(references, hypotheses, cleanup=self.wer_cleanup)
+        scores = wer(references, outputs, cleanup=self.wer_cleanup)
         unknown = sum(i == self.vocabulary.unk_id for ref in references for i in self.vocabulary.encode(ref))
         words = sum(len(ref) for ref in references)
         return {"wer": scores["wer"], "sub": scores["sub"], "del": scores["del"], "ins": scores["ins"],
                 "oov": 100.0 * unknown / max(words, 1),
                 "examples": [{"reference": " ".join(r), "hypothesis": " ".join(h)}
-                             for r, h in zip(references[:NUM_EXAMPLES], hypotheses)]}
+                             for r, h in zip(references[:NUM_EXAMPLES], outputs)]}
 
     def head_state(self) -> dict:
         return {"glosses": self.vocabulary.glosses}
 
 
+@register_task("cslr")
 def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample], state: dict | None) -> CSLRHead:
     if state is not None:
         vocabulary = GlossVocabulary(state["glosses"])

@@ -1,7 +1,8 @@
 """Isolated sign recognition head: SignPoseEncoder + one linear layer over the mean of valid frames.
 
-32 frames per clip (random in training, centred in evaluation), cross-entropy with label smoothing 0.2;
-metrics are per-instance and per-class top-1 / top-5 (paper Table III and Tables IV-VII).
+32 frames per clip, one per equal segment (random inside it in training, its middle in evaluation:
+:func:`finetune.data.sample_frames`), cross-entropy with label smoothing 0.2; metrics are per-instance and per-class
+top-1 / top-5 (paper Table III and Tables IV-VII).
 
 Options (``islr.nla.*``, ``islr.stepnet.*``; all off by default):
 
@@ -15,9 +16,8 @@ Options (``islr.nla.*``, ``islr.stepnet.*``; all off by default):
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import PartialState
@@ -25,6 +25,8 @@ from torch import nn
 
 from finetune.config import FinetuneConfig, NLAConfig
 from finetune.data import collate_poses
+from finetune.tasks import register_task
+from finetune.trainer import steps_per_epoch
 from slp.data.schema import Sample
 from slp.losses.nla import (
     integrate_classifier,
@@ -46,6 +48,20 @@ HIGHER_IS_BETTER = True
 
 def keep(sample: Sample) -> bool:
     return sample.meta.label >= 0
+
+
+@dataclass
+class ISLRCollator:
+    """Samples → ``pose``, ``frame_mask`` (and ``labels`` in training) of ``num_frames`` sampled frames."""
+
+    num_frames: int
+    train: bool
+
+    def __call__(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        pose, frame_mask = collate_poses(samples, self.num_frames, self.train)
+        if not self.train:
+            return {"pose": pose, "frame_mask": frame_mask}
+        return {"pose": pose, "frame_mask": frame_mask, "labels": torch.tensor([s.meta.label for s in samples])}
 
 
 class ISLRHead(nn.Module):
@@ -103,24 +119,25 @@ class ISLRHead(nn.Module):
                                           self.has_gloss)
         return uniform_smoothing_targets(labels, self.num_classes, self.label_smoothing)
 
-    def forward(self, samples: list[Sample], rng: np.random.Generator) -> torch.Tensor:
-        """Training loss of a batch of samples."""
-        pose, mask = collate_poses(samples, self.num_frames, True, rng)
-        pose, mask = pose.to(self.device), mask.to(self.device)
-        labels = torch.tensor([s.meta.label for s in samples], device=self.device)
+    def collator(self, train: bool) -> ISLRCollator:
+        return ISLRCollator(self.num_frames, train)
+
+    def forward(self, pose: torch.Tensor, frame_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Training loss of a batch; intra-modality mixup draws λ and the partners from torch's RNG."""
         targets = self.targets(labels)
         hard = F.one_hot(labels, self.num_classes).float()
         if self.nla.intra_mixup:
-            lam = float(rng.beta(self.nla.intra_mixup_alpha, self.nla.intra_mixup_alpha))
-            partner = torch.from_numpy(rng.permutation(len(samples))).to(self.device)
-            pose, mask = mix_poses(pose, mask, partner, lam)
+            alpha = torch.tensor(self.nla.intra_mixup_alpha)
+            lam = float(torch.distributions.Beta(alpha, alpha).sample())
+            partner = torch.randperm(len(labels)).to(self.device)
+            pose, frame_mask = mix_poses(pose, frame_mask, partner, lam)
             targets = lam * targets + (1 - lam) * targets[partner]
             hard = lam * hard + (1 - lam) * hard[partner]
         if self.nla.classifier_integration:  # eq. 6: integrate, then this iteration's optimiser step
             momentum = integration_momentum(self.steps_done, self.total_steps, self.nla.integration_base)
             integrate_classifier(self.classifier, self.auxiliary_classifier, momentum)
         self.steps_done += 1
-        feature, partial_logits = self.features(pose, mask)
+        feature, partial_logits = self.features(pose, frame_mask)
         predictions = (self.classifier(feature), *partial_logits.values())
         loss = sum(F.cross_entropy(q.float(), targets) for q in predictions)
         if self.nla.inter_mixup:
@@ -131,13 +148,13 @@ class ISLRHead(nn.Module):
         return loss
 
     @torch.no_grad()
-    def evaluate(self, samples: list[Sample], batch_size: int) -> dict[str, float]:
-        rng = np.random.default_rng(0)  # unused in evaluation: frames are centred
-        scores = []
-        for start in range(0, len(samples), batch_size):
-            pose, mask = collate_poses(samples[start : start + batch_size], self.num_frames, False, rng)
-            scores.append(self.logits(pose, mask).float().cpu())
-        return islr_accuracy(torch.cat(scores), [s.meta.label for s in samples])
+    def predict(self, pose: torch.Tensor, frame_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Each clip's class scores ``(num_classes,)``, in its own storage (a row view would carry the whole batch's
+        scores into the gather)."""
+        return [row.clone() for row in self.logits(pose, frame_mask).float().cpu()]
+
+    def metrics(self, outputs: list[torch.Tensor], samples: list[Sample]) -> dict[str, float]:
+        return islr_accuracy(torch.stack(outputs), [s.meta.label for s in samples])
 
     def head_state(self) -> dict:
         state = {"num_classes": self.num_classes}
@@ -180,6 +197,7 @@ def gloss_embeddings(nla: NLAConfig, glosses: list[str], languages: list[str]) -
     return table
 
 
+@register_task("islr")
 def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample], state: dict | None) -> ISLRHead:
     if state is not None:
         num_classes = state["num_classes"]
@@ -201,8 +219,8 @@ def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample
             embeddings = gloss_embeddings(nla, glosses, languages)
         else:
             raise ValueError("islr.nla: no training split and no head.json beside the checkpoint to take glosses from")
-    # The trainer's optimiser steps (run_task's steps_per_epoch × epochs): M of the integration schedule.
-    total_steps = cfg.optim.epochs * math.ceil(len(train) / cfg.optim.batch_size / PartialState().num_processes)
+    # The trainer's optimiser steps: M of the integration schedule.
+    total_steps = cfg.optim.epochs * steps_per_epoch(len(train), cfg.optim.batch_size, PartialState().num_processes)
     stepnet = cfg.islr.stepnet if cfg.islr.stepnet.enabled else None
     return ISLRHead(encoder, num_classes, cfg.data.num_frames, cfg.islr.label_smoothing, nla=nla, stepnet=stepnet,
                     gloss_embeddings=embeddings, glosses=glosses, total_steps=total_steps)

@@ -1,8 +1,9 @@
 """Sign-text retrieval head: the pose encoder and the mBART text encoder aligned by the pre-training contrastive loss.
 
 F_sign = MLP(AvgPool_s(F_SE)) and F_text = MLP(F_TE) in d_e, compared by the fine-grained similarity m_ij (or the
-coarse one) and trained with the symmetric InfoNCE of eq. 5, τ learnable from 0.07 (paper §III-C, Table III).
-The projectors and τ start fresh: the pre-training export holds the encoder only.
+coarse one) and trained with the symmetric InfoNCE of eq. 5 over the global batch, τ learnable from 0.07 (paper
+§III-C, Table III): :class:`slp.models.alignment.SignTextAlignment`, the module pre-training uses. Its projectors and
+τ start fresh: the pre-training export holds the encoder only.
 
 The text encoder is frozen by default. It then is no part of the fine-tuned weights: :meth:`RetrievalHead.state_dict`
 leaves it out (mbart-large-cc25 is 600M parameters that ``text_model`` already holds) and
@@ -10,7 +11,9 @@ leaves it out (mbart-large-cc25 is 600M parameters that ``text_model`` already h
 at the encoder's reduced learning rate and is saved like every other trained weight.
 
 Evaluation ranks every text of a split against every clip (T2V) and every clip against every text (V2T); pair i
-is the only ground truth of query i. In V2T, other copies of the query's own sentence (same text and language)
+is the only ground truth of query i. Each clip's and text's embeddings are predicted batch by batch (on every
+rank, a slice of the batches), and the whole ``N × N`` similarity is scored from them in fixed blocks, so it does not
+depend on the number of processes. In V2T, other copies of the query's own sentence (same text and language)
 are left out of its candidates: no model can tell identical strings apart, and the tie they score would count
 against the ground truth (slp.metrics ranks ties pessimistically). In T2V the clips of a duplicated sentence stay
 distinct candidates, as they are distinct videos.
@@ -18,35 +21,53 @@ distinct candidates, as they are distinct videos.
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from finetune.config import FinetuneConfig
 from finetune.data import collate_sequences
+from finetune.tasks import register_task
 from slp.data.schema import Sample
-from slp.losses.contrastive import SymmetricInfoNCE, coarse_similarity, fine_grained_similarity, gather_features
 from slp.metrics import retrieval_metrics
-from slp.models.pretraining import ProjectionMLP, average_pool_clips
+from slp.models.alignment import AlignmentConfig, SignTextAlignment
 from slp.models.sign_encoder import SignPoseEncoder
-from slp.text import FrozenTextEncoder
+from slp.text import FrozenTextEncoder, MBartTextTokenizer
 
 MAIN_METRIC = "mean_r1"  # (T2V R@1 + V2T R@1) / 2
 HIGHER_IS_BETTER = True
-SIMILARITIES = ("fine", "coarse")
 
 
 def keep(sample: Sample) -> bool:
     return bool(sample.text and sample.text.strip())
 
 
+@dataclass
+class RetrievalCollator:
+    """Samples → ``pose``, ``frame_mask`` of whole clips and the token ``input_ids`` ``[w1..wm, </s>, <lang>]``
+    with their ``text_mask``."""
+
+    tokenizer: MBartTextTokenizer
+    max_frames: int
+
+    def __call__(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        pose, frame_mask = collate_sequences(samples, self.max_frames)
+        ids, mask = self.tokenizer([s.meta.text for s in samples], [s.meta.text_language for s in samples])
+        return {"pose": pose, "frame_mask": frame_mask, "input_ids": ids, "text_mask": mask}
+
+
+def _pad(sequences: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, L, d)`` of sequences ``(l_i, d)`` zero-padded to the longest, and the ``(N, L)`` mask of their rows."""
+    lengths = torch.tensor([len(x) for x in sequences])
+    return (nn.utils.rnn.pad_sequence(sequences, batch_first=True).to(device),
+            (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).to(device))
+
+
 class RetrievalHead(nn.Module):
-    def __init__(self, encoder: SignPoseEncoder, text: FrozenTextEncoder, *, embed_dim: int = 512,
-                 pool_window: int = 4, temperature: float = 0.07, similarity: str = "fine",
-                 train_text_encoder: bool = False, max_frames: int = 256, chunk_size: int = 32):
+    def __init__(self, encoder: SignPoseEncoder, text: FrozenTextEncoder, alignment: AlignmentConfig, *,
+                 train_text_encoder: bool = False, max_frames: int = 256):
         super().__init__()
-        if similarity not in SIMILARITIES:
-            raise ValueError(f"retrieval.similarity {similarity!r} is not one of {SIMILARITIES}")
         self.encoder = encoder
         self.text_tokenizer = text.text_tokenizer
         self.train_text_encoder = train_text_encoder
@@ -56,15 +77,12 @@ class RetrievalHead(nn.Module):
         else:
             self.text_encoder = text  # no gradient, always in eval mode
             self.pretrained_modules = ()
-        self.sign_projector = ProjectionMLP(encoder.output_dim, embed_dim)
-        self.text_projector = ProjectionMLP(text.d_model, embed_dim)
-        self.contrastive = SymmetricInfoNCE(temperature)
-        self.embed_dim, self.pool_window, self.similarity_kind = embed_dim, pool_window, similarity
-        self.max_frames, self.chunk_size = max_frames, chunk_size
+        self.alignment = SignTextAlignment(encoder.output_dim, text.d_model, alignment)
+        self.max_frames = max_frames
 
     @property
     def device(self) -> torch.device:
-        return self.contrastive.log_temperature.device
+        return self.alignment.temperature.log_temperature.device
 
     def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
         state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
@@ -80,45 +98,44 @@ class RetrievalHead(nn.Module):
             state_dict = {**own, **state_dict}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def sign_embeddings(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
-        """F_sign ``(B, n, d_e)`` of whole clips and its clip mask ``(B, n)``."""
-        pose, frame_mask = collate_sequences(samples, self.max_frames)
-        frame_mask = frame_mask.to(self.device)
-        clips, clip_mask = average_pool_clips(self.encoder(pose.to(self.device), frame_mask), frame_mask,
-                                              self.pool_window)
-        return self.sign_projector(clips), clip_mask
+    def collator(self, train: bool) -> RetrievalCollator:
+        return RetrievalCollator(self.text_tokenizer, self.max_frames)  # the same pairs in training and evaluation
 
-    def text_embeddings(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
-        """F_text ``(B, m, d_e)`` of ``[w1..wm, </s>, <lang>]`` and its token mask ``(B, m)``."""
-        ids, mask = self.text_tokenizer([s.meta.text for s in samples], [s.meta.text_language for s in samples])
-        ids, mask = ids.to(self.device), mask.to(self.device)
+    def text_features(self, input_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """F_TE ``(B, m, D_text)`` of the tokens."""
         if self.train_text_encoder:
-            features = self.text_encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-        else:
-            features = self.text_encoder(ids, mask)
-        return self.text_projector(features), mask
+            return self.text_encoder(input_ids=input_ids, attention_mask=text_mask.long()).last_hidden_state
+        return self.text_encoder(input_ids, text_mask)
 
-    def similarity(self, sign, sign_mask, text, text_mask, chunk_size: int | None = None) -> torch.Tensor:
-        if self.similarity_kind == "coarse":
-            return coarse_similarity(sign, sign_mask, text, text_mask)
-        return fine_grained_similarity(sign, sign_mask, text, text_mask, chunk_size)
-
-    def forward(self, samples: list[Sample], rng: np.random.Generator) -> torch.Tensor:
-        """Symmetric InfoNCE of a batch; negatives are the other pairs of the global batch (all ranks)."""
-        embeddings = gather_features(*self.sign_embeddings(samples), *self.text_embeddings(samples))
-        return self.contrastive(self.similarity(*embeddings, self.chunk_size))
+    def forward(self, pose: torch.Tensor, frame_mask: torch.Tensor, input_ids: torch.Tensor,
+                text_mask: torch.Tensor) -> torch.Tensor:
+        """This rank's share of the symmetric InfoNCE of the global batch (negatives: every rank's pairs), scaled
+        so that data-parallel gradient averaging gives the global batch's gradient."""
+        loss, _ = self.alignment(self.encoder(pose, frame_mask), frame_mask, self.text_features(input_ids, text_mask),
+                                 text_mask)
+        return loss
 
     @torch.no_grad()
-    def similarity_matrix(self, samples: list[Sample], batch_size: int) -> torch.Tensor:
-        """``(N, N)`` scores of clip i and text j, built block by block: one ``batch² × n × m`` tensor at a time."""
-        blocks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
-        signs = [self.sign_embeddings(b) for b in blocks]
-        texts = [self.text_embeddings(b) for b in blocks]
-        return torch.cat([torch.cat([self.similarity(*s, *t).float().cpu() for t in texts], dim=1) for s in signs])
+    def predict(self, pose: torch.Tensor, frame_mask: torch.Tensor, input_ids: torch.Tensor,
+                text_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each pair's F_sign ``(n, d_e)`` over its valid clips and F_text ``(m, d_e)`` over its valid tokens."""
+        sign, sign_mask = self.alignment.sign_embeddings(self.encoder(pose, frame_mask), frame_mask)
+        text = self.alignment.text_embeddings(self.text_features(input_ids, text_mask))
+        return [(s[sm].float().cpu(), t[tm].float().cpu()) for s, sm, t, tm in zip(sign, sign_mask, text, text_mask)]
 
     @torch.no_grad()
-    def evaluate(self, samples: list[Sample], batch_size: int) -> dict[str, float]:
-        similarity = self.similarity_matrix(samples, batch_size)
+    def similarity_matrix(self, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """``(N, N)`` scores of clip i and text j from the predicted embeddings, ``chunk_size`` texts at a time
+        (against ``chunk_size`` clips at a time): one ``chunk² × n × m`` block exists at once."""
+        sign, sign_mask = _pad([s for s, _ in outputs], self.device)
+        text, text_mask = _pad([t for _, t in outputs], self.device)
+        block = self.alignment.cfg.chunk_size
+        return torch.cat([self.alignment.similarity(sign, sign_mask, text[j : j + block], text_mask[j : j + block],
+                                                    block).float().cpu()
+                          for j in range(0, len(outputs), block)], dim=1)
+
+    def metrics(self, outputs: list[tuple[torch.Tensor, torch.Tensor]], samples: list[Sample]) -> dict[str, float]:
+        similarity = self.similarity_matrix(outputs)
         sentence_ids: dict[tuple[str, str], int] = {}
         sentence = torch.tensor([sentence_ids.setdefault((s.meta.text, s.meta.text_language), len(sentence_ids))
                                  for s in samples])
@@ -132,19 +149,24 @@ class RetrievalHead(nn.Module):
 
     def head_state(self) -> dict:
         """What shapes the head besides its weights (a later ``--eval-only`` rebuilds it from this)."""
-        return {"embed_dim": self.embed_dim, "pool_window": self.pool_window, "similarity": self.similarity_kind,
+        a = self.alignment.cfg
+        return {"embed_dim": a.embed_dim, "pool_window": a.pool_window, "similarity": a.similarity,
                 "train_text_encoder": self.train_text_encoder, "max_text_tokens": self.text_tokenizer.max_length}
 
 
+@register_task("retrieval")
 def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample], state: dict | None) -> RetrievalHead:
     """The head of ``cfg.retrieval``; a checkpoint's ``state`` wins over the config. The text encoder is read from
     ``retrieval.text_model`` either way (a hub name or a local directory, which may move between machines)."""
     r = cfg.retrieval
     shape = {"embed_dim": r.embed_dim, "pool_window": r.pool_window, "similarity": r.similarity,
              "train_text_encoder": r.train_text_encoder, "max_text_tokens": r.max_text_tokens, **(state or {})}
-    text = FrozenTextEncoder.from_pretrained(r.text_model, shape.pop("max_text_tokens"))
-    return RetrievalHead(encoder, text, temperature=r.temperature, max_frames=cfg.data.max_frames,
-                         chunk_size=r.chunk_size, **shape)
+    text = FrozenTextEncoder.from_pretrained(r.text_model, shape["max_text_tokens"])
+    alignment = AlignmentConfig(embed_dim=shape["embed_dim"], pool_window=shape["pool_window"],
+                                similarity=shape["similarity"], temperature_init=r.temperature,
+                                chunk_size=r.chunk_size)
+    return RetrievalHead(encoder, text, alignment, train_text_encoder=shape["train_text_encoder"],
+                         max_frames=cfg.data.max_frames)
 
 
 def results_table(dev: dict, test: dict) -> str:

@@ -22,6 +22,7 @@ Metrics: BLEU-1/2/4 and ROUGE-L (Chinese per character) with the sacrebleu signa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -31,6 +32,7 @@ from torch import nn
 
 from finetune.config import FinetuneConfig, SLTConfig
 from finetune.data import collate_sequences
+from finetune.tasks import register_task
 from slp.data.schema import MBART_LANGUAGE_CODES, Sample
 from slp.metrics import translation_scores
 from slp.models.sign_encoder import SignPoseEncoder, sinusoidal_positions
@@ -164,6 +166,30 @@ class SignProjector(nn.Module):
         return out
 
 
+@dataclass
+class SLTCollator:
+    """Samples → ``pose``, ``frame_mask`` of whole clips; in training the teacher-forcing ``decoder_input_ids``
+    ``[lang, w1..wm]`` and ``labels`` ``[w1..wm, </s>]`` (pad-filled local ids), in evaluation the language code
+    each translation starts from (``start_ids``)."""
+
+    tokenizer: MBartTextTokenizer
+    vocabulary: TargetVocabulary
+    max_frames: int
+    train: bool
+
+    def __call__(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        pose, frame_mask = collate_sequences(samples, self.max_frames)
+        if not self.train:
+            start = torch.tensor([self.vocabulary.languages[s.meta.text_language] for s in samples])
+            return {"pose": pose, "frame_mask": frame_mask, "start_ids": start}
+        ids, mask = self.tokenizer([s.meta.text for s in samples], [s.meta.text_language for s in samples])
+        local = self.vocabulary.encode(ids)  # rows [w1..wm, </s>, lang, pad…]
+        language = local[torch.arange(len(samples)), mask.sum(dim=1) - 1]
+        labels = local[:, :-1].masked_fill(~mask[:, 1:], self.vocabulary.pad)  # drops the trailing language code
+        inputs = torch.cat([language[:, None], labels[:, :-1]], dim=1)
+        return {"pose": pose, "frame_mask": frame_mask, "decoder_input_ids": inputs, "labels": labels}
+
+
 class SLTHead(nn.Module):
     def __init__(self, encoder: SignPoseEncoder, tokenizer: MBartTextTokenizer, vocabulary: TargetVocabulary,
                  cfg: SLTConfig, max_frames: int = 256):
@@ -190,11 +216,10 @@ class SLTHead(nn.Module):
     def device(self) -> torch.device:
         return self.output.weight.device
 
-    def encode_signs(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_signs(self, pose: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected sign features ``(B, T, width)`` and the frame mask ``(B, T)`` (True = frame)."""
-        pose, mask = collate_sequences(samples, self.max_frames)
-        mask = mask.to(self.device)
-        return self.projector(self.encoder(pose.to(self.device), mask), mask), mask
+        frame_mask = frame_mask.to(self.device)
+        return self.projector(self.encoder(pose.to(self.device), frame_mask), frame_mask), frame_mask
 
     def logits(self, tokens: torch.Tensor, memory: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """Next-token logits ``(N, L, V)`` after every prefix of ``tokens`` ``(N, L)`` (local ids)."""
@@ -211,47 +236,33 @@ class SLTHead(nn.Module):
         logits[:, self.never_generated] = float("-inf")
         return logits.log_softmax(dim=-1)
 
-    def targets(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forcing decoder inputs ``[lang, w1..wm]`` and labels ``[w1..wm, </s>]`` (pad-filled), local ids."""
-        ids, mask = self.tokenizer([s.meta.text for s in samples], [s.meta.text_language for s in samples])
-        local = self.vocabulary.encode(ids)  # rows [w1..wm, </s>, lang, pad…]
-        language = local[torch.arange(len(samples)), mask.sum(dim=1) - 1]
-        labels = local[:, :-1].masked_fill(~mask[:, 1:], self.vocabulary.pad)  # drops the trailing language code
-        inputs = torch.cat([language[:, None], labels[:, :-1]], dim=1)
-        return inputs.to(self.device), labels.to(self.device)
+    def collator(self, train: bool) -> SLTCollator:
+        return SLTCollator(self.tokenizer, self.vocabulary, self.max_frames, train)
 
-    def forward(self, samples: list[Sample], rng: np.random.Generator) -> torch.Tensor:
-        """Training loss of a batch of samples (whole clips: ``rng`` is not needed)."""
-        memory, frame_mask = self.encode_signs(samples)
-        inputs, labels = self.targets(samples)
-        logits = self.logits(inputs, memory, frame_mask)
+    def forward(self, pose: torch.Tensor, frame_mask: torch.Tensor, decoder_input_ids: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+        """Training loss of a batch (teacher forcing)."""
+        logits = self.logits(decoder_input_ids, *self.encode_signs(pose, frame_mask))
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=self.vocabulary.pad,
                                label_smoothing=self.cfg.label_smoothing)
 
     @torch.no_grad()
-    def translate(self, samples: list[Sample], batch_size: int) -> list[str]:
-        """Beam-search translations of the samples, detokenised."""
-        texts = []
-        for first in range(0, len(samples), batch_size):
-            chunk = samples[first : first + batch_size]
-            step = partial(self.next_token_log_probs, *self.encode_signs(chunk))
-            start = torch.tensor([self.vocabulary.languages[s.meta.text_language] for s in chunk], device=self.device)
-            best = beam_search(step, start, self.vocabulary.eos, self.cfg.beam_size, self.cfg.max_target_tokens,
-                               self.cfg.length_penalty)
-            texts += [self.tokenizer.decode(self.vocabulary.decode(tokens)) for tokens in best]
-        return texts
+    def predict(self, pose: torch.Tensor, frame_mask: torch.Tensor, start_ids: torch.Tensor) -> list[str]:
+        """Beam-search translations of a batch, detokenised."""
+        step = partial(self.next_token_log_probs, *self.encode_signs(pose, frame_mask))
+        best = beam_search(step, start_ids.to(self.device), self.vocabulary.eos, self.cfg.beam_size,
+                           self.cfg.max_target_tokens, self.cfg.length_penalty)
+        return [self.tokenizer.decode(self.vocabulary.decode(tokens)) for tokens in best]
 
-    @torch.no_grad()
-    def evaluate(self, samples: list[Sample], batch_size: int) -> dict:
+    def metrics(self, outputs: list[str], samples: list[Sample]) -> dict:
         """BLEU-1/2/4, ROUGE-L and the sacrebleu signature of each text language in the split.
 
         One language (the benchmarks): its scores at the top level, with ``language``. Several: each language's
         scores under ``languages`` and, at the top level, their unweighted mean over languages (corpus BLEU across
         languages would mix tokenisations), which picks the best epoch.
         """
-        hypotheses = self.translate(samples, batch_size)
         by_language: dict[str, tuple[list[str], list[str]]] = {}
-        for sample, hypothesis in zip(samples, hypotheses):
+        for sample, hypothesis in zip(samples, outputs):
             hyps, refs = by_language.setdefault(sample.meta.text_language, ([], []))
             hyps.append(hypothesis)
             refs.append(sample.meta.text)
@@ -265,6 +276,7 @@ class SLTHead(nn.Module):
         return {"vocabulary": self.vocabulary.mbart_ids, "tokenizer_size": len(self.tokenizer)}
 
 
+@register_task("slt")
 def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample], state: dict | None) -> SLTHead:
     if cfg.slt.beam_size < 1:
         raise ValueError(f"slt.beam_size must be at least 1, got {cfg.slt.beam_size}")

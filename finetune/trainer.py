@@ -2,56 +2,62 @@
 evaluation every epoch, best checkpoint kept as safetensors, final test evaluation of the best, ``metrics.json``
 and a table printed in the paper's layout.
 
-A task is one head file in ``finetune/`` (``TASK_MODULES``) exposing:
+A task is one head file in ``finetune/``, registered by name (:mod:`finetune.tasks`), exposing:
 
 - ``keep(sample) -> bool``: the samples of a split this task uses (labelled clips, gloss sequences, texts…);
 - ``build_head(cfg, encoder, train, state) -> nn.Module``: the head around the encoder. ``train`` is the training
   split (empty in ``--eval-only``); ``state`` is what the head's ``head_state()`` returned when it was trained
-  (class count, vocabulary…), saved as ``head.json`` beside the checkpoint, else None;
+  (class count, vocabulary…), saved in ``head.json`` beside the checkpoint (:mod:`finetune.checkpoint`), else None;
 - ``MAIN_METRIC``, ``HIGHER_IS_BETTER`` (which dev metric picks the best epoch) and ``results_table(dev, test)``.
 
-A head's ``forward(samples, rng)`` returns the training loss of a list of samples (so distributed wrappers see
-the forward pass), ``evaluate(samples, batch_size)`` the split's metrics and ``head_state()`` its JSON state.
+The head works on tensors, as Hugging Face models do:
 
-Under several processes (``accelerate launch``) each rank takes every N-th batch of the same shuffled epoch
-order and gradients are averaged; every rank evaluates the full split, rank 0 writes.
+- ``collator(train) -> callable``: turns a list of samples into a dict of tensors, the keyword arguments of
+  ``forward`` (``train=True``) or of ``predict`` (``train=False``). It runs in the DataLoader's worker processes, so
+  it is a small picklable object that holds no weights, and it draws any randomness (ISLR's frames) from torch's RNG,
+  which the DataLoader seeds per worker from the seeded loader;
+- ``forward(**batch) -> loss``: the training loss of a batch (its randomness, ISLR's mixup, from torch's RNG too);
+- ``predict(**batch) -> list``: one picklable output per sample of an evaluation batch (class scores, a decoded
+  sequence, a translation, embeddings), on the CPU;
+- ``metrics(outputs, samples) -> dict``: the corpus metrics of a whole split from its outputs in dataset order;
+- ``head_state() -> dict``: its JSON state.
+
+Under several processes (``accelerate launch``) the prepared DataLoader deals each rank its batches of the same
+seeded epoch order, and every rank runs the same number of steps (accelerate's ``even_batches`` tops the last round
+up with samples from the start of the epoch), so no rank waits in an all-reduce the others never reach. Gradients
+are averaged. Evaluation (:func:`evaluate`) cuts a split into the batches a single process would use; rank r
+predicts batches r, r + P, …, the per-sample outputs are gathered to every rank in dataset order and every rank
+computes the metrics of the whole split from them: the same numbers, bit for bit, whatever the number of processes.
+Rank 0 writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import json
+import functools
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
-import numpy as np
 import torch
-from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DistributedDataParallelKwargs, broadcast, gather_object, send_to_device, set_seed
 from torch import nn
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
+from transformers import get_scheduler
 
+from finetune.checkpoint import load_head_weights, read_head_record, save_head
 from finetune.config import FinetuneConfig, FinetuneOptimConfig
 from finetune.data import load_split
+from finetune.tasks import task_module
+from slp.data.schema import Sample
 from slp.data.shards import write_summary
 from slp.models.sign_encoder import SignPoseEncoder
 
 BEST = "best.safetensors"
-HEAD_STATE = "head.json"
-TASK_MODULES = {"islr": "finetune.islr", "cslr": "finetune.cslr", "slt": "finetune.slt",
-                "retrieval": "finetune.retrieval"}
-
-
-def task_module(task: str) -> ModuleType:
-    if task not in TASK_MODULES:
-        raise ValueError(f"unknown task {task!r}: expected one of {sorted(TASK_MODULES)}")
-    return importlib.import_module(TASK_MODULES[task])
-
-
 def build_encoder(cfg: FinetuneConfig, pretrained: str | None) -> SignPoseEncoder:
     return SignPoseEncoder.from_pretrained(pretrained) if pretrained else SignPoseEncoder(cfg.encoder)
 
@@ -67,17 +73,59 @@ def parameter_groups(model: nn.Module, cfg: FinetuneConfig) -> list[dict]:
             {"params": head, "lr": cfg.optim.lr}]
 
 
-def lr_factor(optim: FinetuneOptimConfig, step: int, steps_per_epoch: int) -> float:
-    """Learning-rate multiplier at optimiser step ``step``: StepLR by epochs, or linear warm-up then cosine."""
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: FinetuneOptimConfig, steps_per_epoch: int):
+    """The learning-rate schedule, stepped once per optimiser step: StepLR (× gamma every ``step_size`` epochs) or
+    transformers' linear warm-up then cosine decay over all steps."""
     if optim.schedule == "step":
-        return optim.gamma ** ((step // max(steps_per_epoch, 1)) // optim.step_size)
-    if optim.schedule == "cosine":
-        total = max(optim.epochs * steps_per_epoch, 1)
-        warmup = int(optim.warmup * total)
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total - warmup) / max(total - warmup, 1)))
-    raise ValueError(f"unknown schedule {optim.schedule!r}: expected 'step' or 'cosine'")
+        return torch.optim.lr_scheduler.StepLR(optimizer, optim.step_size * max(steps_per_epoch, 1), optim.gamma)
+    total = max(optim.epochs * steps_per_epoch, 1)
+    return get_scheduler("cosine", optimizer, num_warmup_steps=int(optim.warmup * total), num_training_steps=total)
+
+
+def steps_per_epoch(num_samples: int, batch_size: int, num_processes: int) -> int:
+    """Optimiser steps per epoch on every rank: the epoch's batches dealt round-robin, the last round topped up
+    (accelerate's ``even_batches``)."""
+    return math.ceil(math.ceil(num_samples / batch_size) / num_processes)
+
+
+def _seed_worker(worker_id: int, process_index: int, num_workers: int) -> None:
+    # Every rank's loader is seeded alike (its generator is synchronised across ranks), so its workers would
+    # repeat the other ranks' draws: give each (rank, worker) its own stream.
+    torch.manual_seed(torch.initial_seed() + process_index * num_workers)
+
+
+def train_loader(cfg: FinetuneConfig, train: list[Sample], collate: Callable[[list[Sample]], dict[str, torch.Tensor]],
+                 process_index: int) -> DataLoader:
+    """The training DataLoader, before ``accelerator.prepare``: reshuffled every epoch from ``cfg.seed``."""
+    workers = cfg.data.num_workers
+    return DataLoader(train, batch_size=cfg.optim.batch_size, shuffle=True, collate_fn=collate, num_workers=workers,
+                      generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=workers > 0,
+                      worker_init_fn=functools.partial(_seed_worker, process_index=process_index,
+                                                       num_workers=workers) if workers else None)
+
+
+def predict(head: nn.Module, samples: list[Sample], batch_size: int) -> list:
+    """``head.predict`` of every sample, in dataset order, on every rank; each rank predicts a slice of the batches.
+
+    The batches are those of one process (consecutive samples), whatever the number of processes, so every
+    sample's output is the one a single process computes.
+    """
+    state = PartialState()
+    collate = head.collator(train=False)
+    starts = range(0, len(samples), batch_size)
+    mine = []
+    with torch.no_grad():
+        for index in range(state.process_index, len(starts), state.num_processes):
+            batch = send_to_device(collate(samples[starts[index] : starts[index] + batch_size]), head.device)
+            mine.append((index, head.predict(**batch)))
+    gathered = sorted(gather_object(mine), key=lambda item: item[0])
+    return [output for _, outputs in gathered for output in outputs]
+
+
+def evaluate(head: nn.Module, samples: list[Sample], batch_size: int) -> dict:
+    """The metrics of a split, the same on every rank (see :func:`predict`)."""
+    head.eval()
+    return head.metrics(predict(head, samples, batch_size), samples)
 
 
 def _improved(value: float, best: float | None, higher_is_better: bool) -> bool:
@@ -87,72 +135,74 @@ def _improved(value: float, best: float | None, higher_is_better: bool) -> bool:
 def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str | None = None) -> dict:
     """Fine-tune (or, with ``checkpoint``, only evaluate) the head of ``cfg.task``; returns the metrics written."""
     task = task_module(cfg.task)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    torch.manual_seed(cfg.seed)
+    # Heads use all their parameters in every step; DDP then needs no search for unused ones.
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+    # Dropout and the heads' random draws differ between ranks; the initial weights are rank 0's on every rank
+    # (DDP broadcasts them) and the shuffled order is the same (the loader's own seeded generator).
+    set_seed(cfg.seed, device_specific=True)
     out = Path(cfg.output)
     data = cfg.data
+    # Fail fast: the checkpoint, then the data, before a head loads its text model.
+    record = read_head_record(checkpoint, cfg.task) if checkpoint else None
     dev = load_split(data.shards, data.dataset, data.dev_split, task.keep, data.labels)
     test = load_split(data.shards, data.dataset, data.test_split, task.keep, data.labels)
     train = [] if checkpoint else load_split(data.shards, data.dataset, data.train_split, task.keep, data.labels)
-    state = None
-    if checkpoint:
-        state_path = Path(checkpoint).with_name(HEAD_STATE)
-        state = json.loads(state_path.read_text()) if state_path.is_file() else None
-    model = task.build_head(cfg, build_encoder(cfg, pretrained), train, state)
+    model = task.build_head(cfg, build_encoder(cfg, pretrained), train, record["head"] if record else None)
     batch = cfg.optim.batch_size
     history = []
     if not checkpoint:
         optimizer = torch.optim.AdamW(parameter_groups(model, cfg), weight_decay=cfg.optim.weight_decay)
-        steps_per_epoch = math.ceil(len(train) / batch / accelerator.num_processes)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(cfg.optim, step, steps_per_epoch))
-        model, optimizer = accelerator.prepare(model, optimizer)
-        rng = np.random.default_rng(cfg.seed + accelerator.process_index)
-        order_rng = np.random.default_rng(cfg.seed)  # the same epoch order on every rank
+        loader = train_loader(cfg, train, model.collator(train=True), accelerator.process_index)
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+        steps = len(loader)
+        scheduler = build_scheduler(optimizer, cfg.optim, steps)
         writer = SummaryWriter(str(out / "tensorboard")) if accelerator.is_main_process else None
-        bar = tqdm(total=cfg.optim.epochs * steps_per_epoch, desc=f"fine-tuning {cfg.task}", unit="step",
+        bar = tqdm(total=cfg.optim.epochs * steps, desc=f"fine-tuning {cfg.task}", unit="step",
                    disable=not accelerator.is_main_process)
         best, began, seen, step = None, time.time(), 0, 0
         for epoch in range(cfg.optim.epochs):
             model.train()
-            order = order_rng.permutation(len(train))
-            batches = [order[i : i + batch] for i in range(0, len(order), batch)]
-            for idx in batches[accelerator.process_index :: accelerator.num_processes][:steps_per_epoch]:
-                loss = model([train[i] for i in idx], rng)
+            for inputs in loader:
+                loss = model(**inputs)
                 optimizer.zero_grad()
                 accelerator.backward(loss)
                 if cfg.optim.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                # The mean over ranks: the global batch's loss (retrieval's ranks each hold a share of it).
+                value = accelerator.reduce(loss.detach(), "mean").item()
                 step += 1
-                seen += len(idx) * accelerator.num_processes
+                seen += len(next(iter(inputs.values()))) * accelerator.num_processes
                 bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.time() - began):.0f}")
+                bar.set_postfix(loss=f"{value:.3f}", samples_s=f"{seen / (time.time() - began):.0f}")
                 if writer is not None:
-                    writer.add_scalar("train/loss", loss.item(), step)
+                    writer.add_scalar("train/loss", value, step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[-1], step)
             head = accelerator.unwrap_model(model)
-            head.eval()
-            metrics = head.evaluate(dev, batch)
-            history.append({"epoch": epoch + 1, "loss": loss.item(), **metrics})
+            # Buffers (batch-norm statistics) follow each rank's own batches: evaluate rank 0's, the ones saved.
+            broadcast(list(head.buffers()))
+            metrics = evaluate(head, dev, batch)
+            history.append({"epoch": epoch + 1, "loss": value, **metrics})
+            improved = _improved(metrics[task.MAIN_METRIC], best, task.HIGHER_IS_BETTER)
+            best = metrics[task.MAIN_METRIC] if improved else best
             if accelerator.is_main_process:
                 writer.add_scalar(f"dev/{task.MAIN_METRIC}", metrics[task.MAIN_METRIC], epoch + 1)
-                if _improved(metrics[task.MAIN_METRIC], best, task.HIGHER_IS_BETTER):
-                    best = metrics[task.MAIN_METRIC]
-                    out.mkdir(parents=True, exist_ok=True)
-                    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, out / BEST)
-                    (out / HEAD_STATE).write_text(json.dumps(head.head_state(), ensure_ascii=False, indent=1))
+                if improved:
+                    save_head(head, out / BEST, cfg.task)
             accelerator.wait_for_everyone()
         bar.close()
         if writer is not None:
             writer.close()
         checkpoint = str(out / BEST)
+        record = read_head_record(checkpoint, cfg.task)
         model = accelerator.unwrap_model(model)
-    model.load_state_dict(load_file(checkpoint))
-    model.to(accelerator.device).eval()  # --eval-only never went through accelerator.prepare
+    load_head_weights(model, checkpoint, record)
+    model.to(accelerator.device)  # --eval-only never went through accelerator.prepare
     results = {"task": cfg.task, "checkpoint": checkpoint, "pretrained": pretrained,
-               "dev": model.evaluate(dev, batch), "test": model.evaluate(test, batch),
+               "processes": accelerator.num_processes,
+               "dev": evaluate(model, dev, batch), "test": evaluate(model, test, batch),
                "history": history, "head_state": model.head_state(), "config": dataclasses.asdict(cfg)}
     if accelerator.is_main_process:
         write_summary(out / "metrics.json", results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from slp.data.loader import PretrainDataConfig
 from slp.models.pretraining import LossConfig, PretrainModelConfig
@@ -29,7 +30,7 @@ class OptimConfig:
 @dataclass
 class DeepSpeedConfig:
     config: str = "configs/deepspeed/zero1.json"
-    zero_stage: int = 1
+    zero_stage: Literal[0, 1, 2, 3] = 1
     bf16: bool = False
 
 

@@ -18,19 +18,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `deepspeed pretr
 
 from pretrain.config import PretrainRunConfig  # noqa: E402
 from pretrain.trainer import train  # noqa: E402
-from slp.config import load_config  # noqa: E402
+from slp.cli_errors import ArgumentParser, load_user_config, run_cli  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _main(argv: list[str] | None) -> None:
+    parser = ArgumentParser(prog="pretrain/run.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="configs/pretrain/{tiny,base,paper}.yaml")
     parser.add_argument("--resume", action="store_true", help="continue from <output>/checkpoints/latest")
     parser.add_argument("--local_rank", type=int, default=0, help="set by the deepspeed launcher")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.max_steps=100")
     args = parser.parse_args(argv)
-    cfg = load_config(PretrainRunConfig, args.config, args.overrides)
+    cfg = load_user_config(PretrainRunConfig, args.config, args.overrides)
     Path(cfg.output).mkdir(parents=True, exist_ok=True)
     train(cfg, resume=args.resume)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(_main, argv, prog="pretrain/run.py")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The pre-training loop on DeepSpeed: engine, schedule, logging, checkpoints, exact resume, encoder export.
 
 Resume is exact: a checkpoint holds the engine (weights, optimiser, scheduler) through DeepSpeed, and per rank
-the number of batches consumed and the RNG states (python, numpy, torch) — the data stream is a pure function
-of the config (slp.data.loader), so skipping the consumed batches puts every rank at the same sample.
+the loader's position and the RNG states (python, numpy, torch). The data stream is a pure function of the
+config (slp.data.loader) and each loader worker's position is an epoch and a batch within it, so a resumed rank
+re-reads at most about one epoch per worker, however many epochs are done.
 SIGTERM (a cluster pre-empting the job) makes every rank save at the next step boundary and exit cleanly.
 """
 
@@ -21,13 +22,15 @@ import deepspeed
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
+from transformers import get_scheduler
 
 from pretrain.config import PretrainRunConfig
-from slp.data.loader import expand_shards, pretrain_batches
+from slp.cli_errors import UserError
+from slp.data.loader import PretrainLoader, PretrainStream, expand_shards
 from slp.data.shards import write_summary
+from slp.distributed import any_rank, barrier, rank_and_world
 from slp.models.pretraining import PretrainingModel
 from slp.text.mbart import FrozenTextEncoder
 
@@ -54,17 +57,6 @@ def total_steps(cfg: PretrainRunConfig, world_size: int) -> int:
     if samples <= 0:
         raise ValueError("no manifest.parquet beside the shards: set samples_per_epoch or optim.max_steps")
     return max(1, math.ceil(cfg.optim.epochs * samples / (cfg.data.batch_size * world_size)))
-
-
-def warmup_linear_decay(steps: int, warmup_fraction: float):
-    warmup = max(1, int(round(steps * warmup_fraction)))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (steps - step) / max(1, steps - warmup))
-
-    return factor
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -98,10 +90,10 @@ class _Stop:
         signal.signal(signal.SIGTERM, lambda *_: setattr(cls, "requested", True))
 
 
-def _agreed(flag: bool) -> bool:
-    t = torch.tensor([int(flag)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+def stop_requested(device: torch.device) -> torch.Tensor:
+    """Whether any rank was asked to stop, agreed on by every rank; the collective runs on ``device`` (the
+    engine's: NCCL has no CPU backend)."""
+    return any_rank(_Stop.requested, device)
 
 
 def _rng_state() -> dict:
@@ -114,21 +106,35 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_checkpoint(engine, out: Path, step: int, rank: int, model: PretrainingModel) -> Path:
+def save_checkpoint(engine, out: Path, step: int, rank: int, model: PretrainingModel,
+                    loader: PretrainLoader) -> Path:
     ckpt = out / "checkpoints"
     tag = f"step{step:08d}"
     # `latest` is written last, once every rank's files are complete: a run killed at any moment resumes
     # from a whole checkpoint.
     engine.save_checkpoint(str(ckpt), tag=tag, client_state={"step": step}, save_latest=False)
-    torch.save({"step": step, "batches": step, "rng": _rng_state()}, ckpt / tag / f"rank{rank:03d}_state.pt")
+    torch.save({"step": step, "loader": loader.state_dict(), "rng": _rng_state()},
+               ckpt / tag / f"rank{rank:03d}_state.pt")
     if rank == 0:
         model.encoder.save_pretrained(ckpt / tag / "encoder")
-    dist.barrier()
+    barrier(engine.device)
     if rank == 0:
         (ckpt / f".{LATEST}.tmp").write_text(tag)
         os.replace(ckpt / f".{LATEST}.tmp", ckpt / LATEST)
-    dist.barrier()
+    barrier(engine.device)
     return ckpt / tag
+
+
+def open_step_log(path: Path, start: int):
+    """``steps.jsonl`` for appending after step ``start``: the steps a killed run logged past its last checkpoint
+    are dropped, since the resumed run logs them again."""
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines(keepends=True)
+                if line.strip() and json.loads(line)["step"] <= start]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+    return open(path, "a")
 
 
 def prune_checkpoints(out: Path, keep: int) -> None:
@@ -140,41 +146,57 @@ def prune_checkpoints(out: Path, keep: int) -> None:
 
 
 def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else \
-        torch.device("cpu")
+    if torch.cuda.is_available():  # before the process group, so NCCL binds each rank to its own GPU
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+    rank, world = rank_and_world()
     random.seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     out = Path(cfg.output)
     _Stop.install()
 
-    text_encoder = FrozenTextEncoder.from_pretrained(cfg.text.name_or_path, cfg.data.max_text_tokens).to(device)
-    if cfg.model.text_dim != text_encoder.d_model:
-        raise ValueError(f"model.text_dim={cfg.model.text_dim} but the text encoder's d_model is "
-                         f"{text_encoder.d_model}: set model.text_dim={text_encoder.d_model}")
+    # Fail fast: the shards, their split over ranks and workers, and the step count are checked before the text
+    # encoder loads (mbart-large-cc25 is a multi-GB download on a first run).
+    try:
+        PretrainStream(cfg.data, rank, world)
+        steps = total_steps(cfg, world)
+    except (FileNotFoundError, ValueError) as exc:  # no shard, fewer shards than readers, no sample count
+        raise UserError(f"data.shards={cfg.data.shards}: {exc}") from None
     model = PretrainingModel(cfg.model, cfg.loss)
-    steps = total_steps(cfg, world)
+    try:
+        text_encoder = FrozenTextEncoder.from_pretrained(cfg.text.name_or_path, cfg.data.max_text_tokens)
+    except OSError as exc:  # no such folder, not a saved mBART, hub unreachable
+        raise UserError(f"text.name_or_path={cfg.text.name_or_path}: {exc}") from None
+    text_encoder.to(device)
+    if cfg.model.text_dim != text_encoder.d_model:
+        raise UserError(f"model.text_dim={cfg.model.text_dim} but the text encoder's d_model is "
+                         f"{text_encoder.d_model}: set model.text_dim={text_encoder.d_model}")
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                   betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(steps, cfg.optim.warmup_fraction))
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=round(steps * cfg.optim.warmup_fraction),
+                              num_training_steps=steps)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
                                            config=deepspeed_config(cfg))
     dtype = torch.bfloat16 if cfg.deepspeed.bf16 else torch.float32
 
-    start = 0
+    start, loader_state = 0, None
     if resume and (out / "checkpoints" / LATEST).is_file():
         tag = (out / "checkpoints" / LATEST).read_text().strip()
         _, client = engine.load_checkpoint(str(out / "checkpoints"), tag=tag)
         start = int(client["step"])
         state = torch.load(out / "checkpoints" / tag / f"rank{rank:03d}_state.pt", weights_only=False)
         _set_rng_state(state["rng"])
-    batches = pretrain_batches(cfg.data, text_encoder.text_tokenizer, rank=rank, world_size=world,
-                               mask_ratio=cfg.loss.mask_ratio, skip=start)
+        loader_state = state["loader"]
+    loader = PretrainLoader(cfg.data, text_encoder.text_tokenizer, rank=rank, world_size=world,
+                            mask_ratio=cfg.loss.mask_ratio, state=loader_state)
+    batches = iter(loader)
 
     writer = SummaryWriter(str(out / "tensorboard")) if rank == 0 else None
-    log = open(out / "steps.jsonl", "a") if rank == 0 else None
+    log = open_step_log(out / "steps.jsonl", start) if rank == 0 else None
     bar = tqdm(total=steps, initial=start, desc="pre-training", unit="step", disable=rank != 0)
     began, samples, step, last = time.time(), 0, start, {}
     while step < steps:
@@ -187,7 +209,9 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
         engine.step()
         step += 1
         samples += len(batch.keys) * world
-        last = {k: float(v.detach().float()) for k, v in result.items()}
+        # The global batch's values, the same on every rank (the model reduces them): "loss" is the objective.
+        last = {k: float(v.detach().float()) for k, v in result.items() if k != "loss"}
+        last["loss"] = last.pop("objective")
         last["lr"] = float(scheduler.get_last_lr()[0])
         rate = samples / max(time.time() - began, 1e-9)
         if rank == 0:
@@ -199,9 +223,9 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
                 for k in ("loss", "loss_pr", "loss_stc", "temperature", "lr"):
                     writer.add_scalar(f"train/{k}", last[k], step)
                 writer.add_scalar("train/samples_per_s", rate, step)
-        stop = _agreed(_Stop.requested)
+        stop = bool(stop_requested(engine.device))
         if step % cfg.checkpoint.every_steps == 0 or stop:
-            save_checkpoint(engine, out, step, rank, model)
+            save_checkpoint(engine, out, step, rank, model, loader)
             if rank == 0:
                 prune_checkpoints(out, cfg.checkpoint.keep)
         if stop:
@@ -217,5 +241,5 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
         write_summary(out / "summary.json", summary)
         writer.close()
         log.close()
-    dist.barrier()
+    barrier(device)
     return summary

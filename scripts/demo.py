@@ -44,7 +44,7 @@ def real_samples(realdata: Path, out: Path) -> dict:
                               width=width, height=height)
         a, b = to_shard_pose(from_pose), to_shard_pose(from_json)
         agreement[name] = float(abs(a.astype("float32") - b.astype("float32")).max())
-        meta = SampleMeta(dataset="realdata", split="demo", sign_language="ASL", text_language="en",
+        meta = SampleMeta(dataset="realdata", split="test", sign_language="ASL", text_language="en",
                           source_id=name, fps=from_pose.fps, width=width, height=height,
                           frame_end=from_pose.num_frames, text=f"This word is {name.lower()}.",
                           gloss=name, paired=True)

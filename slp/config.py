@@ -1,7 +1,7 @@
 """YAML configs loaded into typed dataclasses, overridable with ``key=value`` (dotted for nesting).
 
 Every entry point reads its config through :func:`load_config`, so a researcher can take any file in
-``configs/`` and change one number from the command line: ``model.num_layers=4 train.lr=3e-4``.
+``configs/`` and change one number from the command line: ``optim.lr=3e-4 model.encoder.manual.num_layers=4``.
 Values are parsed as YAML scalars (``1e-4``, ``true``, ``[1, 2]``) and checked against the field types.
 """
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from slp.cli_errors import UserError
 from slp.pose.layout import EDGES, PART_COLORS, PART_NAMES, POINT_PART
 
 BACKGROUND = (24, 24, 28)
@@ -57,11 +58,11 @@ def render_animation(pose: np.ndarray, out_path: str | Path, *, width: int, heig
     elif suffix == ".mp4":
         try:
             import imageio.v2 as imageio
-        except ImportError as exc:
-            raise RuntimeError("MP4 output needs imageio and imageio-ffmpeg: pip install 'slp[video]'") from exc
+        except ImportError:
+            raise UserError(f"{out}: MP4 output needs imageio and imageio-ffmpeg: pip install 'slp[video]'") from None
         imageio.mimwrite(out, [np.asarray(f) for f in frames], fps=fps, macro_block_size=1)
     else:
-        raise ValueError(f"{out}: animation format {suffix!r} not supported (use .gif or .mp4)")
+        raise UserError(f"{out}: animation format {suffix!r} not supported (use .gif or .mp4)")
     return out
 
 

@@ -18,6 +18,7 @@ from data_curation.config import CurateConfig, DatasetConfig, PoseSourceConfig
 from data_curation.fixtures import write_fixture_datasets
 from data_curation.pipeline import build
 from data_curation.records import AnnotationReject, CurationRecord
+from slp.cli_errors import UserError
 from slp.config import load_config
 from slp.data.shards import iter_samples
 
@@ -104,7 +105,7 @@ def test_phoenix14t_fixture_records(fixture_config):
         ("07June_2011_Tuesday_heute-104", "in der nacht gibt es frost", ["__ON__", "NACHT", "FROST", "__OFF__"]),
     ]
     assert reasons == {("train", "06June_2011_Monday_tagesschau-103"): "empty_text"}
-    with pytest.raises(ValueError, match="train_annotation='fancy'"):
+    with pytest.raises(UserError, match="train_annotation='fancy'"):
         adapter_output(dataset, options={"train_annotation": "fancy"})
 
 
@@ -226,22 +227,24 @@ def test_split_files_missing_or_malformed(fixture_config, tmp_path):
     assert {r.split for r in records} == {"train", "dev"}
     records, _, _ = adapter_output(dataset, annotation_root=str(root), exclude_splits=["test"])
     assert len(records) == 7
-    with pytest.raises(FileNotFoundError, match=r"test\.corpus\.csv not found"):
+    with pytest.raises(UserError, match=r"test\.corpus\.csv: no such file"):
         adapter_output(dataset, annotation_root=str(root))
-    # A CSV-quoted sentence whose quote is not closed swallows the lines up to the next quote: one reject naming
-    # the span, and the rows after it are read again.
+    # A CSV-quoted sentence whose quote is not closed at the end of its line: that row is rejected, and the rows
+    # after it are read as they are (read as one CSV stream, it would swallow the lines up to the next quote).
     header = "VIDEO_ID\tVIDEO_NAME\tSENTENCE_ID\tSENTENCE_NAME\tSTART_REALIGNED\tEND_REALIGNED\tSENTENCE"
     rows = [f"v\tv-1-rgb_front\tv_{i}\tv_{i}-1-rgb_front\t{i}.0\t{i}.5\t{text}" for i, text in enumerate(
         ['"Fine."', '"Never closed.', 'Swallowed up to the next "quote".', "After it."])]
     (root / "how2sign_realigned_val.csv").write_bytes("\r\n".join([header, *rows, ""]).encode("utf-8"))
     records, reasons, rejects = adapter_output(fixture_config.datasets["how2sign"], annotation_root=str(root),
                                                splits=["dev"])
-    assert [(r.source_id, r.text) for r in records] == [("v_0-1-rgb_front", "Fine."), ("v_3-1-rgb_front", "After it.")]
+    assert [(r.source_id, r.text) for r in records] == [("v_0-1-rgb_front", "Fine."), (
+        "v_2-1-rgb_front", 'Swallowed up to the next "quote".'), ("v_3-1-rgb_front", "After it.")]
     assert reasons == {("dev", "v_1-1-rgb_front"): "malformed_row"}
-    assert "how2sign_realigned_val.csv:3-4: one row spans 2 lines (unclosed quote?)" in rejects[0].detail
+    assert rejects[0].detail.endswith("how2sign_realigned_val.csv:3: unclosed quote ('v\\tv-1-rgb_front\\tv_1\\t"
+                                      "v_1-1-rgb_front\\t1.0\\t1.5\\t\"Never closed.')")
 
     (root / "dev.corpus.csv").write_text("id,folder,signer,annotation\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"dev\.corpus\.csv: header 'id,folder,signer,annotation' lacks"):
+    with pytest.raises(UserError, match=r"dev\.corpus\.csv: header 'id,folder,signer,annotation' lacks"):
         adapter_output(dataset, annotation_root=str(root), splits=["train", "dev"])
 
 
@@ -265,7 +268,7 @@ def test_build_of_the_five_fixtures(fixture_config, tmp_path):
     rejects = pq.read_table(tmp_path / "build" / "rejects.parquet").to_pylist()
     assert {(r["dataset"], r["source_id"]): r["reason"] for r in rejects} == {
         ("phoenix14", "02May_2011_Monday_heute_default-4"): "too_few_frames",
-        ("phoenix14", "02May_2011_Monday_heute_default-5"): "unreadable_pose",  # not in the pickle
+        ("phoenix14", "02May_2011_Monday_heute_default-5"): "missing_pose_file",  # not in the pickle
         ("phoenix14", "03May_2011_Tuesday_tagesschau_default-7"): "malformed_row",
         ("phoenix14", "01May_2011_Sunday_tagesschau_default-0"): "duplicate_id",
         ("phoenix14", "03May_2011_Tuesday_tagesschau_default-8"): "empty_gloss",
@@ -321,7 +324,7 @@ def test_build_of_the_five_fixtures(fixture_config, tmp_path):
 def test_an_option_outside_its_choices_is_an_error_naming_the_config(tmp_path, adapter, option):
     config = DatasetConfig(adapter=adapter, annotation_root=str(tmp_path), options={option: "nonsense"},
                            poses=PoseSourceConfig(root=str(tmp_path)))
-    with pytest.raises(ValueError, match=f"mine: option {option}='nonsense'; expected one of"):
+    with pytest.raises(UserError, match=f"mine: option {option}='nonsense'; expected one of"):
         get_adapter(adapter)(config, "mine").split_files()  # phoenix14t checks its option here, the rest earlier
 
 
@@ -375,7 +378,7 @@ def test_real_phoenix14t(realdata):
     # The plain train file is absent from this copy: fine when train is not selected, an error when it is.
     records, _, _ = adapter_output(real_dataset("phoenix14t", root, ["test"]))
     assert len(records) == 642
-    with pytest.raises(FileNotFoundError, match=r"PHOENIX-2014-T\.train\.corpus\.csv"):
+    with pytest.raises(UserError, match=r"PHOENIX-2014-T\.train\.corpus\.csv"):
         adapter_output(real_dataset("phoenix14t", root, ["train", "test"]))
 
 

@@ -77,9 +77,12 @@ def test_stats_table_is_aligned(tmp_path, monkeypatch):
     assert len({len(line) for line in lines}) == 1
 
 
-def test_missing_manifest_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="no manifest.parquet"):
+def test_missing_manifest_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         curate(["stats", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"slp-curate: error: {tmp_path / 'manifest.parquet'}: no such file; no "
+                                       f"manifest.parquet (run slp-curate build first)\n")
 
 
 def test_nine_dataset_fixtures_build_end_to_end(tmp_path, capsys):
@@ -100,11 +103,11 @@ def test_nine_dataset_fixtures_build_end_to_end(tmp_path, capsys):
 
 
 def test_sl15m_config_names_the_nine_sources_and_keeps_benchmark_tests_out():
-    from data_curation.adapters import ADAPTER_MODULES
+    from data_curation.adapters import registered_adapters
     from data_curation.config import CurateConfig
     from slp.config import load_config
 
     cfg = load_config(CurateConfig, "configs/curate/sl15m.yaml", ["workers=2"])
-    assert cfg.workers == 2 and set(cfg.datasets) == set(ADAPTER_MODULES)
-    assert {d.adapter for d in cfg.datasets.values()} == set(ADAPTER_MODULES)
+    assert cfg.workers == 2 and set(cfg.datasets) == set(registered_adapters())
+    assert {d.adapter for d in cfg.datasets.values()} == set(registered_adapters())
     assert all(d.exclude_splits == ["test"] for name, d in cfg.datasets.items() if name != "bobsl")

@@ -3,6 +3,7 @@ and a killed build rerun with the same command ends exactly like a clean one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -72,14 +73,14 @@ def build_output_files(output: Path) -> dict[str, bytes]:
 def test_every_record_ends_in_a_shard_or_in_rejects(tmp_path):
     poses = tmp_path / "poses"
     base = write_npy_pose(poses / "long.npy", frames=30, seed=1)
-    write_npy_pose(poses / "huge.npy", frames=10, seed=2, scale=1e5)  # beyond float16 once divided by 640
+    write_npy_pose(poses / "huge.npy", frames=10, seed=2, scale=1e5)  # every point far outside the frame
     np.save(poses / "broken.npy", np.zeros((10, 17, 3), dtype=np.float32))  # not 133 points
     good = dict(pose_path="long.npy")
     items = [
         _record(0, **good, frame_start=5, frame_end=15, key="k0"),
         _record(1, **good, time_start=0.2, time_end=1.2, key="k1"),  # frames round(5.0)=5 .. round(30.0)=30
         _record(2, **good, paired=False, text="", text_language="", key="k2"),
-        _record(12, **good, key="k0"),  # same key as record 0, in the same shard
+        _record(12, **good, key="k0"),  # same key as record 0: written under a suffixed key
         _record(3, pose_path="nowhere.npy", key="k3"),
         _record(4, pose_path="broken.npy", key="k4"),
         _record(5, **good, frame_start=20, frame_end=40, key="k5"),
@@ -97,30 +98,36 @@ def test_every_record_ends_in_a_shard_or_in_rejects(tmp_path):
     summary = build(cfg, [("toy", item) for item in items])
 
     manifest = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
-    assert [row["key"] for row in manifest] == ["k0", "k1", "k2", "k14"]
-    assert [row["frames"] for row in manifest] == [10, 25, 30, 30]
+    renamed = "k0-" + hashlib.sha1(b"toy/train/00012").hexdigest()[:8]
+    assert [row["key"] for row in manifest] == ["k0", "k1", "k2", renamed, "k14"]
+    assert [row["frames"] for row in manifest] == [10, 25, 30, 30, 30]
     assert manifest[0]["text"] == "This word is sign0." and manifest[2]["text"] == "" and not manifest[2]["paired"]
     rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
     assert {row["key"] or row["source_id"]: row["reason"] for row in rejects} == {
-        "k3": "missing_pose_file", "k4": "unreadable_pose", "k5": "frame_range_outside", "k6": "empty_clip",
-        "k7": "too_few_frames", "k8": "non_finite_values", "k9": "empty_text", "k10": "undecodable_text",
-        "k11": "undecodable_text", "k0": "duplicate_key", "x": "reversed_cue",
+        "k3": "missing_pose_file", "k4": "unsupported_layout", "k5": "frame_range_outside", "k6": "empty_clip",
+        "k7": "too_few_frames", "k8": "no_detections", "k9": "empty_text", "k10": "undecodable_text",
+        "k11": "undecodable_text", "x": "reversed_cue",
     }
     assert "broken.npy" in next(r["detail"] for r in rejects if r["key"] == "k4")
+    warnings = pq.read_table(tmp_path / "out" / "warnings.parquet").to_pylist()
+    assert [(w["key"], w["reason"]) for w in warnings] == [(renamed, "key_collision")]
+    assert warnings[0]["detail"] == (f"key 'k0' was taken by an earlier record; toy/train/00012 is written as "
+                                     f"{renamed!r}")
 
     totals = summary["totals"]
-    assert totals == {"records_in": 15, "excluded_split": 1, "written": 4, "paired": 3, "unpaired": 1,
-                      "rejected": 11, "rejects_by_reason": totals["rejects_by_reason"]}
+    assert totals == {"records_in": 15, "excluded_split": 1, "written": 5, "paired": 4, "unpaired": 1,
+                      "rejected": 10, "rejects_by_reason": totals["rejects_by_reason"], "warnings": 1,
+                      "warnings_by_reason": {"key_collision": 1}}
     assert summary["reconciled"] and totals["rejects_by_reason"]["undecodable_text"] == 2
     assert summary["by_dataset"]["toy"]["test"]["excluded_split"] == 1
     assert summary["by_dataset"]["toy"]["dev"] == {
         "records_in": 2, "excluded_split": 0, "written": 1, "paired": 1, "unpaired": 0, "rejected": 1,
-        "rejects_by_reason": {"reversed_cue": 1}}
-    assert summary["by_sign_language"]["ASL"]["samples"] == 4
+        "rejects_by_reason": {"reversed_cue": 1}, "warnings": 0, "warnings_by_reason": {}}
+    assert summary["by_sign_language"]["ASL"]["samples"] == 5
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["totals"] == totals
 
     samples = {s.key: s for s in iter_samples(sorted((tmp_path / "out" / "shards").glob("*.tar")))}
-    assert sorted(samples) == ["k0", "k1", "k14", "k2"]
+    assert sorted(samples) == sorted(["k0", "k1", "k14", "k2", renamed])
     clip = base[5:15][:, WHOLEBODY_INDICES]
     expected = np.where(clip[..., 2:] > 0, clip / np.array([WIDTH, HEIGHT, 1], dtype=np.float32), 0.0)
     np.testing.assert_allclose(samples["k0"].pose.astype(np.float32), expected, atol=2e-3)
@@ -222,7 +229,7 @@ def test_pickle_collections_need_the_opt_in(tmp_path, allow_pickle):
     summary = build(cfg, items)
     if allow_pickle:
         assert summary["totals"]["written"] == 3
-        assert summary["totals"]["rejects_by_reason"] == {"unreadable_pose": 1}  # clip3 is not in the file
+        assert summary["totals"]["rejects_by_reason"] == {"missing_pose_file": 1}  # clip3 is not in the file
         assert pq.read_table(tmp_path / "out" / "manifest.parquet")["frames"].to_pylist() == [8, 9, 10]
     else:
         assert summary["totals"]["rejects_by_reason"] == {"unreadable_pose": 4}
@@ -230,8 +237,9 @@ def test_pickle_collections_need_the_opt_in(tmp_path, allow_pickle):
 
 
 def test_real_pose_files(tmp_path, realdata):
-    """Real MMPose / OpenPifPaf sequences are curated (fps and size from .pose files, the config's for JSON);
-    a MediaPipe file is rejected with its layout named; a cue in seconds becomes frames at 29.97 fps."""
+    """Real MMPose / OpenPifPaf / MediaPipe sequences are curated (fps and size from .pose files, the config's for
+    JSON; MediaPipe converted to COCO-WholeBody, its layout in the metadata and the manifest); a cue in seconds
+    becomes frames at 29.97 fps."""
     poses = realdata / "poses"
     cfg = toy_config(tmp_path, tmp_path / "out")
     cfg.datasets["toy"].poses = PoseSourceConfig(root=str(poses), fps=29.97, width=320, height=240)
@@ -244,11 +252,14 @@ def test_real_pose_files(tmp_path, realdata):
         _record(5, pose_path="FOOTBALL.mediapipe_holistic.pose", key="mediapipe"),
     ]
     summary = build(cfg, [("toy", item) for item in items])
-    assert summary["totals"]["written"] == 5
-    reject = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
-    assert [(r["key"], r["reason"]) for r in reject] == [("mediapipe", "unreadable_pose")]
-    assert "MediaPipe" in reject[0]["detail"]
+    assert summary["totals"]["written"] == 6
+    assert pq.read_table(tmp_path / "out" / "rejects.parquet").num_rows == 0
     samples = {s.key: s for s in iter_samples(sorted((tmp_path / "out" / "shards").glob("*.tar")))}
+    assert samples["mediapipe"].meta.pose_layout.startswith("mediapipe_holistic_")
+    assert (samples["football"].meta.pose_layout, samples["soup_json"].meta.pose_estimator) == (
+        "coco_wholebody_133", "mmpose")
+    manifest = {r["key"]: r for r in pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()}
+    assert manifest["mediapipe"]["pose_layout"] == samples["mediapipe"].meta.pose_layout
     football = samples["football"]
     assert (len(football.pose), football.meta.width, football.meta.height) == (62, 640, 360)
     assert football.meta.fps == pytest.approx(29.97, abs=1e-3)

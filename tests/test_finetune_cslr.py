@@ -7,14 +7,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from finetune import cslr
 from finetune.config import FinetuneConfig
 from finetune.data import collate_sequences, load_split
-from finetune.trainer import build_encoder
+from finetune.trainer import build_encoder, evaluate
 from slp.config import load_config
 from slp.synthetic import SyntheticConfig, generate_sentences, write_synthetic_corpus
 from tests.finetune_runs import finetune_and_reevaluate
@@ -83,7 +82,7 @@ def test_unseen_glosses_count_as_errors(sentences):
 
     test = [renamed(s) for s in sentences[:6]]
     words = sum(len(s.meta.gloss) for s in test)
-    metrics = head.evaluate(test, 4)
+    metrics = evaluate(head, test, 4)
     assert metrics["oov"] == pytest.approx(100 * len(test) / words)
     assert metrics["wer"] >= metrics["oov"]  # an unseen gloss can be substituted or deleted, never correct
     assert all(isinstance(metrics[k], float) for k in ("wer", "sub", "del", "ins", "oov"))
@@ -98,19 +97,18 @@ def test_head_state_round_trip_rebuilds_the_same_head(sentences):
     rebuilt = cslr.build_head(cfg, build_encoder(cfg, None), [], state)  # --eval-only: no training split
     assert rebuilt.vocabulary.glosses == head.vocabulary.glosses
     rebuilt.load_state_dict(head.state_dict())
-    rebuilt.eval()
-    assert rebuilt.evaluate(sentences, 4) == head.evaluate(sentences, 4)
+    assert evaluate(rebuilt, sentences, 4) == evaluate(head, sentences, 4)
 
 
 def test_ctc_loss_ignores_padding(sentences):
     batch = sentences[:5]
     head = _head(sentences, "cslr.dropout=0.0", "data.max_frames=128").eval()  # eval: BN running statistics
-    rng = np.random.default_rng(0)
+    collate = head.collator(train=True)
     with torch.no_grad():
         log_probs, steps = head.log_probs(*collate_sequences(batch, head.max_frames))
         assert len(set(steps.tolist())) > 1, "the batch must need padding"
-        padded = head(batch, rng)
-        alone = torch.stack([head([s], rng) for s in batch])
+        padded = head(**collate(batch))
+        alone = torch.stack([head(**collate([s])) for s in batch])
         assert padded.item() == pytest.approx(alone.mean().item(), rel=1e-5)
         for i, sample in enumerate(batch):
             single, single_steps = head.log_probs(*collate_sequences([sample], head.max_frames))
@@ -124,23 +122,38 @@ def test_clips_too_short_for_their_labels_are_left_out_of_the_loss(sentences):
     long, other = sentences[0], sentences[1]
     # 20 frames leave 2 output steps: too few for 3 glosses, or for 2 with a repeat (no CTC path)
     assert cslr.temporal_output_lengths(torch.tensor([20])).item() == 2
-    short = next(dataclasses.replace(s, pose=s.pose[:20]) for s in sentences
-                 if cslr.ctc_min_steps([head.vocabulary.encode(s.meta.gloss)])[0] > 2)
-    rng = np.random.default_rng(0)
-    feasible = head([long, other], rng)
-    mixed = head([long, short, other], rng)
+    collate = head.collator(train=True)
+
+    def min_steps(sample):
+        batch = collate([sample])
+        return int(cslr.ctc_min_steps(batch["targets"], batch["target_lengths"])[0])
+
+    short = next(dataclasses.replace(s, pose=s.pose[:20]) for s in sentences if min_steps(s) > 2)
+    feasible = head(**collate([long, other]))
+    mixed = head(**collate([long, short, other]))
     assert torch.isfinite(mixed) and mixed.item() == pytest.approx(feasible.item(), rel=1e-5)
     stub = dataclasses.replace(short, pose=short.pose[:10])  # shorter than the stack's 16 frames: 0 steps
-    assert head.evaluate([stub], 1)["del"] == 100.0  # an empty hypothesis
+    assert evaluate(head, [stub], 1)["del"] == 100.0  # an empty hypothesis
     head.train()
-    nothing = head([short, stub], rng)  # no feasible clip: a zero loss that still back-propagates
+    nothing = head(**collate([short, stub]))  # no feasible clip: a zero loss that still back-propagates
     nothing.backward()
     assert nothing.item() == 0.0
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in head.parameters())
 
 
 def test_ctc_min_steps_counts_a_blank_between_repeats():
-    assert cslr.ctc_min_steps([[1, 2, 3], [4, 4], [5, 5, 5, 6], [7]]).tolist() == [3, 3, 6, 1]
+    targets = torch.tensor([[1, 2, 3, 0], [4, 4, 0, 0], [5, 5, 5, 6], [7, 0, 0, 0], [8, 8, 8, 8]])
+    lengths = torch.tensor([3, 2, 4, 1, 2])  # padding repeats (0 0, the last row's 8 8) are no labels
+    assert cslr.ctc_min_steps(targets, lengths).tolist() == [3, 3, 6, 1, 3]
+
+
+def test_collator_pads_gloss_ids_and_keeps_only_what_predict_takes(sentences):
+    head = _head(sentences)
+    batch = head.collator(train=True)(sentences[:3])
+    for row, length, sample in zip(batch["targets"], batch["target_lengths"], sentences[:3]):
+        assert row[:length].tolist() == head.vocabulary.encode(sample.meta.gloss)
+        assert (row[length:] == cslr.BLANK).all()
+    assert set(head.collator(train=False)(sentences[:3])) == {"pose", "frame_mask"}
 
 
 def test_results_table_has_the_papers_columns():
@@ -180,7 +193,7 @@ def test_cslr_learns_and_eval_only_reproduces(tmp_path, capsys):
     torch.manual_seed(cfg.seed)  # the trainer's seed: the very head it starts from
     train = load_split(cfg.data.shards, "synthetic", "train", cslr.keep)
     test = load_split(cfg.data.shards, "synthetic", "test", cslr.keep)
-    untrained = cslr.build_head(cfg, build_encoder(cfg, None), train, None).eval().evaluate(test, 8)
+    untrained = evaluate(cslr.build_head(cfg, build_encoder(cfg, None), train, None), test, 8)
 
     trained, again, table = finetune_and_reevaluate("cslr", CONFIG, tmp_path, overrides, capsys)
     with capsys.disabled():

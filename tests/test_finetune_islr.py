@@ -1,15 +1,38 @@
-"""ISLR fine-tuning end to end through slp-finetune: learns, reports the paper's layout, evaluates a checkpoint,
-and a pre-trained encoder beats the same head trained from scratch with the same budget."""
+"""ISLR fine-tuning: frames sampled one per segment on one time scale in training and evaluation; end to end
+through slp-finetune it learns, reports the paper's layout, evaluates a checkpoint, and a pre-trained encoder beats
+the same head trained from scratch with the same budget."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
 from finetune.cli import main as finetune
+from finetune.data import sample_frames
 
-pytestmark = pytest.mark.slow
+
+@pytest.mark.parametrize("length,num", [(33, 32), (47, 8), (64, 32), (100, 32), (1000, 32)])
+def test_training_and_test_frames_share_segments_and_test_takes_their_middles(length, num):
+    segment = torch.arange(length) * num // length  # frame i lies in segment i · num // length
+    members = [torch.nonzero(segment == k).flatten() for k in range(num)]
+    assert all(len(m) >= 1 for m in members)
+    test = sample_frames(length, num, train=False)
+    assert torch.equal(segment[test], torch.arange(num))
+    assert test.tolist() == [int(m[0] + m[-1]) // 2 for m in members]  # the middle frame (the lower of two)
+    torch.manual_seed(0)
+    draws = torch.stack([sample_frames(length, num, train=True) for _ in range(300)])
+    assert torch.equal(segment[draws], torch.arange(num).expand_as(draws))  # frame k in segment k, every draw
+    assert all(set(draws[:, k].tolist()) == set(m.tolist()) for k, m in enumerate(members))  # the whole segment
+    torch.manual_seed(0)
+    assert torch.equal(torch.stack([sample_frames(length, num, train=True) for _ in range(300)]), draws)
+
+
+def test_short_clips_keep_every_frame():
+    for train in (True, False):
+        assert sample_frames(20, 32, train).tolist() == list(range(20))
+        assert sample_frames(32, 32, train).tolist() == list(range(32))
 
 
 def _finetune(tmp_path, corpus, name, *extra):
@@ -19,6 +42,7 @@ def _finetune(tmp_path, corpus, name, *extra):
     return json.loads((tmp_path / name / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_pretrained_beats_scratch_and_eval_only_reproduces(tmp_path, pretrained_tiny, capsys):
     corpus_cfg, corpus, encoder = pretrained_tiny
     scratch = _finetune(tmp_path, corpus, "scratch")

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from finetune import retrieval
 from finetune.config import FinetuneConfig
 from finetune.data import load_split
-from finetune.trainer import build_encoder, parameter_groups
+from finetune.trainer import build_encoder, evaluate, parameter_groups, predict
 from slp.config import load_config
 from slp.data.schema import Sample, SampleMeta
 from slp.synthetic import SyntheticConfig, corpus_texts, write_synthetic_corpus
@@ -61,13 +61,15 @@ def _pair_similarity(sign: torch.Tensor, text: torch.Tensor, kind: str) -> float
 
 @pytest.mark.parametrize("kind", ["fine", "coarse"])
 def test_evaluation_similarity_equals_a_loop_over_unpadded_pairs(tiny_mbart_dir, kind):
-    head = _head(_config(tiny_mbart_dir, f"retrieval.similarity={kind}", "data.max_frames=24")).eval()
+    head = _head(_config(tiny_mbart_dir, f"retrieval.similarity={kind}", "data.max_frames=24",
+                         "retrieval.chunk_size=3")).eval()
     samples = _samples(7)
-    got = head.similarity_matrix(samples, batch_size=3)  # blocks of 3, 3 and 1, padded to their longest
+    # Embeddings predicted in batches of 3, 3 and 1, padded to their longest; scored in blocks of 3 × 3.
+    got = head.similarity_matrix(predict(head, samples, 3))
     assert got.shape == (7, 7)
+    collate = head.collator(train=False)
     with torch.no_grad():
-        signs = [head.sign_embeddings([s])[0][0] for s in samples]
-        texts = [head.text_embeddings([s])[0][0] for s in samples]
+        signs, texts = zip(*(head.predict(**collate([s]))[0] for s in samples))
     expected = torch.tensor([[_pair_similarity(s, t, kind) for t in texts] for s in signs])
     torch.testing.assert_close(got.double(), expected.double(), atol=1e-5, rtol=0)
     assert (got.diagonal()[:, None] != got).any()  # the matrix is not degenerate
@@ -78,22 +80,23 @@ def test_frozen_text_encoder_gets_no_gradient_and_stays_out_of_the_checkpoint(ti
     head = _head(cfg).train()
     text_params = list(head.text_encoder.parameters())
     assert text_params and not head.text_encoder.training
-    head(_samples(4), np.random.default_rng(0)).backward()
+    head(**head.collator(train=True)(_samples(4))).backward()
     assert all(not p.requires_grad and p.grad is None for p in text_params)
-    for trained in (head.encoder, head.sign_projector, head.text_projector, head.contrastive):
+    for trained in (head.encoder, head.alignment):
         assert all(p.grad is not None for p in trained.parameters())
     optimised = {id(p) for group in parameter_groups(head, cfg) for p in group["params"]}
     assert optimised.isdisjoint(id(p) for p in text_params)
     saved, everything = set(head.state_dict()), set(torch.nn.Module.state_dict(head))
     assert saved == {k for k in everything if not k.startswith("text_encoder.")} and saved != everything
-    assert {"contrastive.log_temperature", "sign_projector.net.0.weight", "text_projector.net.2.bias"} <= saved
+    assert {"alignment.temperature.log_temperature", "alignment.sign_projector.net.0.weight",
+            "alignment.text_projector.net.2.bias"} <= saved
 
 
 def test_trained_text_encoder_learns_at_the_encoder_rate_and_is_saved(tiny_mbart_dir):
     cfg = _config(tiny_mbart_dir, "retrieval.train_text_encoder=true")
     head = _head(cfg).train()
     assert head.text_encoder.training
-    head(_samples(4), np.random.default_rng(0)).backward()
+    head(**head.collator(train=True)(_samples(4))).backward()
     text_params = list(head.text_encoder.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in text_params)
     scaled, fresh = parameter_groups(head, cfg)
@@ -109,7 +112,7 @@ def test_head_state_and_checkpoint_round_trip(tmp_path, tiny_mbart_dir, train_te
                           f"retrieval.train_text_encoder={str(train_text_encoder).lower()}")
     head = _head(trained_cfg).train()
     optimizer = torch.optim.AdamW(parameter_groups(head, trained_cfg))
-    head(_samples(6, seed=1), np.random.default_rng(0)).backward()
+    head(**head.collator(train=True)(_samples(6, seed=1))).backward()
     optimizer.step()  # every trained weight, τ and (when trained) the text encoder now differ from their init
     head.eval()
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, tmp_path / "best.safetensors")
@@ -123,8 +126,8 @@ def test_head_state_and_checkpoint_round_trip(tmp_path, tiny_mbart_dir, train_te
         "embed_dim": 32, "pool_window": 2, "similarity": "coarse", "train_text_encoder": train_text_encoder,
         "max_text_tokens": 6}
     samples = _samples(9, seed=2)
-    assert loaded.evaluate(samples, 4) == head.evaluate(samples, 4)
-    assert loaded.contrastive.temperature.item() != pytest.approx(0.07)
+    assert evaluate(loaded, samples, 4) == evaluate(head, samples, 4)
+    assert loaded.alignment.temperature().item() != pytest.approx(0.07)
 
 
 def test_duplicate_sentences_are_one_v2t_candidate_but_distinct_t2v_videos(tiny_mbart_dir, monkeypatch):
@@ -137,8 +140,8 @@ def test_duplicate_sentences_are_one_v2t_candidate_but_distinct_t2v_videos(tiny_
                                [0.0, 0.1, 0.6, 0.2],
                                [0.6, 0.2, 0.1, 0.3]])  # clip 3: the English sentence is another text: rank 2
     head = _head(_config(tiny_mbart_dir))
-    monkeypatch.setattr(head, "similarity_matrix", lambda samples, batch_size: similarity)
-    metrics = head.evaluate(samples, 2)
+    monkeypatch.setattr(head, "similarity_matrix", lambda outputs: similarity)
+    metrics = evaluate(head, samples, 2)
     # V2T ranks 1, 1, 1, 2; T2V ranks 3, 2, 1, 2 (clip 1 beats clip 0 for text 0, a tie counts against the truth).
     assert metrics["v2t_r1"] == pytest.approx(75.0) and metrics["v2t_medr"] == 1.0
     assert metrics["t2v_r1"] == pytest.approx(25.0) and metrics["t2v_medr"] == 2.0 and metrics["t2v_r5"] == 100.0
@@ -166,7 +169,7 @@ def test_retrieval_learns_on_held_out_signers_and_eval_only_reproduces(tmp_path,
     common = [f"data.shards=[{tmp_path / 'corpus'}/shards/*.tar]", f"retrieval.text_model={mbart}"]
     cfg = _config(mbart, common[0])
     test = load_split(cfg.data.shards, cfg.data.dataset, cfg.data.test_split, retrieval.keep)
-    untrained = _head(cfg, seed=cfg.seed).eval().evaluate(test, cfg.optim.batch_size)
+    untrained = evaluate(_head(cfg, seed=cfg.seed), test, cfg.optim.batch_size)
 
     trained, again, table = finetune_and_reevaluate("retrieval", CONFIG, tmp_path, common, capsys)
     assert "T2V" in table and "V2T" in table and "MedR" in table

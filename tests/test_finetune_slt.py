@@ -17,8 +17,8 @@ from safetensors.torch import load_file, save_file
 
 from finetune import slt
 from finetune.config import FinetuneConfig
-from finetune.data import load_split
-from finetune.trainer import build_encoder
+from finetune.data import collate_sequences, load_split
+from finetune.trainer import build_encoder, evaluate, predict
 from slp.config import load_config
 from slp.metrics import translation_scores
 from slp.synthetic import SyntheticConfig, write_synthetic_corpus
@@ -75,7 +75,8 @@ def test_vocabulary_maps_training_pieces_and_back(tiny_mbart_dir, samples):
 
 
 def test_targets_are_language_then_words_shifted_by_one(head, samples):
-    inputs, labels = head.targets(samples)
+    batch = head.collator(train=True)(samples)
+    inputs, labels = batch["decoder_input_ids"], batch["labels"]
     vocabulary, limit = head.vocabulary, head.cfg.max_target_tokens
     assert inputs.shape == labels.shape and labels.shape[1] <= limit
     truncated = 0
@@ -153,7 +154,7 @@ def test_beam_of_one_is_greedy_decoding(length_penalty):
 
 
 def test_beam_of_one_is_greedy_on_the_decoder(head, samples):
-    step = partial(head.next_token_log_probs, *head.encode_signs(samples))
+    step = partial(head.next_token_log_probs, *head.encode_signs(*collate_sequences(samples, head.max_frames)))
     starts = torch.tensor([head.vocabulary.languages[s.meta.text_language] for s in samples])
     beam = slt.beam_search(step, starts, head.vocabulary.eos, 1, head.cfg.max_target_tokens, 1.0)
     greedy = []
@@ -208,16 +209,16 @@ def test_length_penalty_favours_longer_hypotheses():
 
 
 def test_padding_changes_neither_loss_nor_translation(head, samples):
-    rng = np.random.default_rng(0)
     short, long = sorted(samples, key=lambda s: len(s.pose))[:: len(samples) - 1]
     assert len(short.pose) < min(len(long.pose), head.max_frames) and len(short.meta.text) != len(long.meta.text)
-    tokens = [int((head.targets([s])[1] != head.vocabulary.pad).sum()) for s in (short, long)]
+    collate = head.collator(train=True)
+    tokens = [int((collate([s])["labels"] != head.vocabulary.pad).sum()) for s in (short, long)]
     with torch.no_grad():
-        alone = [head([s], rng).item() for s in (short, long)]
-        together = head([short, long], rng).item()
+        alone = [head(**collate([s])).item() for s in (short, long)]
+        together = head(**collate([short, long])).item()
     # The loss is the mean over target tokens: the batch's is the token-weighted mean of the samples'.
     assert together == pytest.approx(np.dot(tokens, alone) / sum(tokens), rel=1e-5)
-    assert head.translate([short, long], 2) == head.translate([short], 1) + head.translate([long], 1)
+    assert predict(head, [short, long], 2) == predict(head, [short], 1) + predict(head, [long], 1)
 
 
 def test_projector_batch_statistics_skip_padded_frames():
@@ -244,7 +245,7 @@ def test_head_state_round_trip(tmp_path, cfg, head, samples):
     rebuilt.load_state_dict(checkpoint)
     rebuilt.eval()
     assert rebuilt.vocabulary.mbart_ids == head.vocabulary.mbart_ids
-    assert rebuilt.translate(samples, 4) == head.translate(samples, 4)
+    assert predict(rebuilt, samples, 4) == predict(head, samples, 4)
     with pytest.raises(ValueError, match="vocabulary is unknown"):
         slt.build_head(cfg, build_encoder(cfg, None), [], None)
     for override, message in (("slt.beam_size=0", "beam_size"), ("data.max_frames=512", "max_frames")):
@@ -256,15 +257,15 @@ def test_head_state_round_trip(tmp_path, cfg, head, samples):
 
 
 def test_each_language_is_scored_with_its_own_tokenisation(head, samples):
-    hypotheses = head.translate(samples, 4)
+    hypotheses = predict(head, samples, 4)
     languages = sorted({s.meta.text_language for s in samples})
     assert languages == ["de", "en", "zh"]
-    mixed = head.evaluate(samples, 4)
+    mixed = evaluate(head, samples, 4)
     for lang in languages:
         picked = [i for i, s in enumerate(samples) if s.meta.text_language == lang]
         expected = translation_scores([hypotheses[i] for i in picked], [samples[i].meta.text for i in picked], lang)
         assert mixed["languages"][lang] == expected
-        alone = head.evaluate([samples[i] for i in picked], 4)
+        alone = evaluate(head, [samples[i] for i in picked], 4)
         assert alone == {**expected, "language": lang}
         assert ("tok:zh" in alone["bleu_signature"]) == (lang == "zh")
     assert isinstance(mixed[slt.MAIN_METRIC], float)
@@ -292,7 +293,7 @@ def test_slt_learns_on_held_out_signers_and_eval_only_reproduces(tmp_path, tiny_
     train = load_split(cfg.data.shards, cfg.data.dataset, cfg.data.train_split, slt.keep)
     test = load_split(cfg.data.shards, cfg.data.dataset, cfg.data.test_split, slt.keep)
     torch.manual_seed(cfg.seed)  # the trainer's seed: the very head it starts from
-    untrained = slt.build_head(cfg, build_encoder(cfg, None), train, None).eval().evaluate(test, cfg.optim.batch_size)
+    untrained = evaluate(slt.build_head(cfg, build_encoder(cfg, None), train, None), test, cfg.optim.batch_size)
     # A decoder blind to the signs can at best learn the texts' statistics: say the commonest training sentence.
     commonest = Counter(s.meta.text for s in train).most_common(1)[0][0]
     blind = translation_scores([commonest] * len(test), [s.meta.text for s in test], "en")

@@ -30,6 +30,7 @@ from data_curation.fixtures import write_fixture_datasets
 from data_curation.fixtures.poses import fixture_keypoints, write_pickle_collection, write_pose
 from data_curation.pipeline import build
 from data_curation.records import AnnotationReject, CurationRecord
+from slp.cli_errors import UserError
 from slp.config import from_dict, load_config
 from slp.data.shards import iter_samples
 from slp.pose.readers import PoseSequence, to_shard_pose
@@ -78,9 +79,9 @@ def test_fixtures_build_into_shards_with_every_reject_explained(islr_build):
         ("wlasl", wlasl_fixture.MISSING_VIDEOS[0]): "missing_pose_file",  # not downloaded
         ("msasl", "train_00003"): "missing_pose_file",  # the YouTube video is gone
         ("msasl", "val_00002"): "frame_range_outside",  # the clip runs past the downloaded video
-        ("nmfs_csl", nmfs_fixture.NO_KEYPOINTS): "unreadable_pose",  # no sequence of that name in the collection
+        ("nmfs_csl", nmfs_fixture.NO_KEYPOINTS): "missing_pose_file",  # no sequence of that name in the collection
         ("slr500", slr500_fixture.SHORT_CLIP): "too_few_frames",
-        ("slr500", slr500_fixture.BROKEN_CLIP): "unreadable_pose",
+        ("slr500", slr500_fixture.BROKEN_CLIP): "unsupported_layout",  # 17 body points
     }
     written = {d: {s: c["written"] for s, c in splits.items()} for d, splits in summary["by_dataset"].items()}
     assert written == {"wlasl": {"train": 6, "dev": 3, "test": 2}, "msasl": {"train": 3, "dev": 2, "test": 2},
@@ -237,14 +238,14 @@ def test_wlasl_raw_frame_range_cuts_the_pose_in_the_pipeline(tmp_path):
 
 
 def test_wlasl_whole_file_problems_and_bad_options_fail_clearly(tmp_path):
-    with pytest.raises(ValueError, match="expected the list"):
+    with pytest.raises(UserError, match="expected the list"):
         items(_wlasl(tmp_path, {"gloss": "book"}))
-    with pytest.raises(ValueError, match="unknown: \\['videoid'\\]"):
+    with pytest.raises(UserError, match="unknown: \\['videoid'\\]"):
         _wlasl(tmp_path, [], pose_name="{videoid}")
-    with pytest.raises(ValueError, match="clips="):
+    with pytest.raises(UserError, match="clips="):
         _wlasl(tmp_path, [], clips="cut")
     adapter = _wlasl(tmp_path, [], annotation_file="WLASL_v0.4.json")
-    with pytest.raises(FileNotFoundError, match="WLASL_v0.4.json"):
+    with pytest.raises(UserError, match="WLASL_v0.4.json"):
         items(adapter)
 
 
@@ -299,7 +300,7 @@ def test_msasl_reads_only_the_configured_splits_and_rejects_bad_clips(tmp_path):
         ("val_00003", "unknown_label"), ("val_00004", "malformed_annotation"), ("val_00005", "unparsable_url"),
         ("val_00006", "invalid_time_range"), ("val_00007", "malformed_annotation"),
         ("val_00008", "malformed_annotation")]
-    with pytest.raises(FileNotFoundError, match="MSASL_train.json"):
+    with pytest.raises(UserError, match="MSASL_train.json"):
         items(MSASLAdapter(dataset_config(entry, splits=["train", "dev"])))
 
 
@@ -311,7 +312,7 @@ def _nmfs(tmp_path, **changes) -> NMFsCSLAdapter:
 
 
 def test_nmfs_csl_pickles_need_an_explicit_opt_in(tmp_path):
-    with pytest.raises(ValueError, match="allow_pickle: true"):
+    with pytest.raises(UserError, match="allow_pickle: true"):
         items(_nmfs(tmp_path, options={"allow_pickle": False}))
 
 
@@ -342,7 +343,7 @@ def test_nmfs_csl_text_split_lists_and_the_dev_split(tmp_path):
         ("duplicate_id", "train.txt[4]")]
     dev = items(_nmfs(tmp_path, options={"split_files": {"dev": "dev.pkl", "test": "test.pkl"}}))[0]
     assert Counter(r.split for r in dev) == {"dev": 8, "test": 8}
-    with pytest.raises(ValueError, match="splits are train / dev / test"):
+    with pytest.raises(UserError, match="splits are train / dev / test"):
         _nmfs(tmp_path, options={"split_files": {"val": "dev.pkl"}}).split_files()
 
 
@@ -352,7 +353,7 @@ def test_split_pickles_may_be_gzipped_dicts_and_garbage_is_a_clear_error(tmp_pat
         pickle.dump({"a": {"label": 1}, "b": 2}, f)
     assert read_split_list(path, True, "t") == [{"label": 1, "name": "a"}, {"name": "b", "label": 2}]
     path.write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match="not a readable split pickle"):
+    with pytest.raises(UserError, match="not a readable split pickle"):
         read_split_list(path, True, "t")
 
 
@@ -369,7 +370,7 @@ def test_slr500_protocol_signers_and_dictionary_options(tmp_path):
                                                       ("P37", "test"), ("P50", "test")}
     unpaired, _ = items(_slr500(tmp_path, options={"dictionary": None}))
     assert all(not r.paired and r.text == "" and r.label >= 0 for r in unpaired) and len(unpaired) == 15
-    with pytest.raises(FileNotFoundError, match="words.txt"):
+    with pytest.raises(UserError, match="words.txt"):
         _slr500(tmp_path, options={"dictionary": "words.txt"})
     entry = slr500_fixture.write(tmp_path / "short")
     (tmp_path / "short" / "dictionary.txt").write_text("000000\t你\n000001\t你们\n", encoding="utf-8")
@@ -415,10 +416,10 @@ def test_vocabulary_files_in_both_layouts(tmp_path):
     path.write_text("你\n你们\n我\n\n", encoding="utf-8")  # trailing blank lines are fine
     assert read_vocabulary(path) == {0: "你", 1: "你们", 2: "我"}
     path.write_text("你\n\n我\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="line 2 is empty"):
+    with pytest.raises(UserError, match="line 2 is empty"):
         read_vocabulary(path)
     path.write_text("0 a\n0 b\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="label 0 appears twice"):
+    with pytest.raises(UserError, match="label 0 appears twice"):
         read_vocabulary(path)
 
 
@@ -426,7 +427,7 @@ def test_pose_name_templates_are_checked_up_front():
     fields = {"video_id": "1", "label": 0}
     assert PoseNameTemplate("{label:04d}/{video_id}", fields, "t").format({"video_id": "9", "label": 3}) == "0003/9"
     for bad in ("fixed-name", "{}", "{gloss}", "{label:q}"):
-        with pytest.raises(ValueError):
+        with pytest.raises(UserError):
             PoseNameTemplate(bad, fields, "t")
 
 
@@ -499,6 +500,6 @@ def test_real_msasl_val_release(realdata):
     assert sum(c["signer"] == -1 for c in raw) == 1108
     underscored = {r.text for r in records if "_" in r.gloss}
     assert underscored and all("_" not in text for text in underscored)
-    with pytest.raises(FileNotFoundError, match="MSASL_train.json"):
+    with pytest.raises(UserError, match="MSASL_train.json"):
         items(MSASLAdapter(DatasetConfig(adapter="msasl", annotation_root=str(root), splits=["train"],
                                          poses=PoseSourceConfig(root="unused"))))

@@ -15,7 +15,7 @@ from torch import nn
 from finetune.cli import main as finetune
 from finetune.config import FinetuneConfig, NLAConfig
 from finetune.data import collate_poses
-from finetune.islr import ISLRHead, class_glosses
+from finetune.islr import ISLRCollator, ISLRHead, class_glosses
 from slp.config import load_config
 from slp.data.schema import Sample, SampleMeta
 from slp.losses.nla import (
@@ -57,6 +57,11 @@ def _sample(length: int, label: int, seed: int, gloss: str = "") -> Sample:
 
 def _head(**options) -> ISLRHead:
     return ISLRHead(_encoder(), num_classes=3, num_frames=32, **options)
+
+
+def _batch(samples: list[Sample]) -> dict[str, torch.Tensor]:
+    """A training batch; clips of at most 32 frames keep every frame, so nothing is random."""
+    return ISLRCollator(32, train=True)(samples)
 
 
 # --- NLA-SLR ---------------------------------------------------------------------------------------------------
@@ -129,10 +134,9 @@ def test_head_integrates_the_classifier_before_each_step():
     samples = [_sample(6, k, k, g) for k, g in enumerate(("A", "B", "C"))]
     nla = NLAConfig(inter_mixup=True, classifier_integration=True)
     head = _head(nla=nla, gloss_embeddings=EMBEDDINGS, glosses=["a", "b", "c"], total_steps=2)
-    rng = np.random.default_rng(0)
     for momentum in (0.99, 1.0 - 0.01 * (math.cos(math.pi / 2) + 1) / 2):  # μ(0), μ(1) of 2 steps
         theta1, theta2 = head.classifier.weight.detach().clone(), head.auxiliary_classifier.weight.detach().clone()
-        head(samples, rng)
+        head(**_batch(samples))
         torch.testing.assert_close(head.classifier.weight, momentum * theta1 + (1 - momentum) * theta2)
         with torch.no_grad():  # what an optimiser step would do: move FC2 away
             head.auxiliary_classifier.weight.add_(1.0)
@@ -158,11 +162,12 @@ def test_intra_mixup_blends_the_targets_of_the_loss():
     mixing.load_state_dict(plain.state_dict())
     plain.eval()
     mixing.eval()  # no dropout: the two losses differ only by the mixup
-    rng = np.random.default_rng(3)
-    loss = mixing(samples, rng)
-    replay = np.random.default_rng(3)  # same draws: no frame sampling (clips ≤ 32 frames), then λ and partner
-    lam, partner = replay.beta(0.8, 0.8), torch.from_numpy(replay.permutation(2))
-    pose, mask = collate_poses(samples, 32, True, replay)
+    torch.manual_seed(3)
+    loss = mixing(**_batch(samples))
+    torch.manual_seed(3)  # the same draws from torch's RNG: λ, then the partners
+    lam = float(torch.distributions.Beta(torch.tensor(0.8), torch.tensor(0.8)).sample())
+    partner = torch.randperm(2)
+    pose, mask = collate_poses(samples, 32, True)
     pose, mask = mix_poses(pose, mask, partner, lam)
     targets = uniform_smoothing_targets(torch.tensor([0, 1]), 3, 0.2)
     with torch.no_grad():
@@ -174,10 +179,10 @@ def test_plain_head_loss_is_label_smoothed_cross_entropy():
     samples = [_sample(5, 2, 0), _sample(7, 0, 1)]
     head = _head()
     head.eval()
-    pose, mask = collate_poses(samples, 32, True, np.random.default_rng(0))
+    pose, mask = collate_poses(samples, 32, True)
     with torch.no_grad():
         expected = F.cross_entropy(head.logits(pose, mask), torch.tensor([2, 0]), label_smoothing=0.2)
-        torch.testing.assert_close(head(samples, np.random.default_rng(0)), expected)
+        torch.testing.assert_close(head(**_batch(samples)), expected)
     assert head.head_state() == {"num_classes": 3}
 
 
@@ -185,11 +190,11 @@ def test_head_trains_on_language_aware_targets():
     samples = [_sample(5, 0, 0, "A"), _sample(7, 1, 1, "B")]
     head = _head(nla=NLAConfig(label_smoothing=True), gloss_embeddings=EMBEDDINGS, glosses=["a", "b", "c"])
     head.eval()
-    pose, mask = collate_poses(samples, 32, True, np.random.default_rng(0))
+    pose, mask = collate_poses(samples, 32, True)
     with torch.no_grad():
         expected = F.cross_entropy(head.logits(pose, mask),
                                    language_aware_targets(EMBEDDINGS, torch.tensor([0, 1]), 0.2, 0.5))
-        torch.testing.assert_close(head(samples, np.random.default_rng(0)), expected)
+        torch.testing.assert_close(head(**_batch(samples)), expected)
     assert head.head_state() == {"num_classes": 3, "glosses": ["a", "b", "c"], "gloss_dim": 2}
 
 
@@ -198,7 +203,7 @@ def test_all_nla_options_on_stepnet_train_every_part():
     nla = NLAConfig(label_smoothing=True, inter_mixup=True, classifier_integration=True, intra_mixup=True)
     head = _head(nla=nla, stepnet=StepNetConfig(width=20, segment_frames=8), gloss_embeddings=EMBEDDINGS,
                  glosses=["a", "b", "c"], total_steps=10)
-    head(samples, np.random.default_rng(0)).backward()
+    head(**_batch(samples)).backward()
     for name, parameter in head.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
     assert head.gloss_projection.weight.shape == (20, 2)  # glosses mapped to StepNet's fused feature
@@ -253,13 +258,13 @@ def test_stepnet_shapes_losses_and_gradients():
     samples = [_sample(12, 0, 0), _sample(9, 2, 1), _sample(30, 1, 2)]
     head = _head(stepnet=StepNetConfig(width=20, num_segments=3, segment_frames=8))
     head.eval()  # no dropout, so the loss can be recomputed
-    pose, mask = collate_poses(samples, 32, True, np.random.default_rng(0))
+    pose, mask = collate_poses(samples, 32, True)
     feature, partial = head.features(pose, mask)
     assert feature.shape == (3, 20)
     assert set(partial) == set(PARTIAL_PREDICTIONS) and all(q.shape == (3, 3) for q in partial.values())
     targets = uniform_smoothing_targets(torch.tensor([0, 2, 1]), 3, 0.2)
     expected = sum(F.cross_entropy(q, targets) for q in (head.classifier(feature), *partial.values()))
-    loss = head(samples, np.random.default_rng(0))
+    loss = head(**_batch(samples))
     torch.testing.assert_close(loss, expected)  # the final and all 9 partial predictions are in the loss
     loss.backward()
     for name, parameter in head.stepnet.named_parameters():
@@ -275,12 +280,11 @@ def test_stepnet_output_ignores_padding_frames():
     head = _head(stepnet=StepNetConfig(width=20, num_segments=3, segment_frames=8))
     head.eval()
     short, long = _sample(11, 0, 0), _sample(25, 1, 1)
-    rng = np.random.default_rng(0)
     with torch.no_grad():
-        alone = head.logits(*collate_poses([short], 32, False, rng))
-        padded = head.logits(*collate_poses([short, long], 32, False, rng))  # short gets 14 padding frames
-        partial_alone = head.features(*collate_poses([short], 32, False, rng))[1]
-        partial_padded = head.features(*collate_poses([short, long], 32, False, rng))[1]
+        alone = head.logits(*collate_poses([short], 32, False))
+        padded = head.logits(*collate_poses([short, long], 32, False))  # short gets 14 padding frames
+        partial_alone = head.features(*collate_poses([short], 32, False))[1]
+        partial_padded = head.features(*collate_poses([short, long], 32, False))[1]
     torch.testing.assert_close(padded[:1], alone, atol=1e-5, rtol=1e-5)
     for name in PARTIAL_PREDICTIONS:
         torch.testing.assert_close(partial_padded[name][:1], partial_alone[name], atol=1e-5, rtol=1e-5)

@@ -22,7 +22,8 @@ def _pooled_features(encoder, samples) -> torch.Tensor:
     feats = []
     with torch.no_grad():
         for s in samples:
-            pose = normalize_pose(torch.from_numpy(s.pose[None, :64].astype("float32")))
+            pose = normalize_pose(torch.from_numpy(s.pose[None, :64].astype("float32")),
+                                  torch.tensor([[s.meta.width, s.meta.height]]))
             out = encoder(pose, torch.ones(pose.shape[:2], dtype=torch.bool))
             feats.append(out.mean(dim=1)[0])
     return torch.stack(feats)

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from slp.losses import (
-    SymmetricInfoNCE,
+    LearnableTemperature,
     coarse_similarity,
     fine_grained_similarity,
+    global_infonce,
     hierarchical_mask,
     masked_reconstruction_loss,
 )
@@ -79,19 +80,22 @@ def test_coarse_similarity_matches_loop():
             assert got[i, j].item() == pytest.approx(F.cosine_similarity(a, b, dim=0).item(), abs=1e-5)
 
 
-def test_symmetric_infonce_matches_loop_and_clamps_temperature():
-    sim = torch.randn(5, 5, generator=torch.Generator().manual_seed(1))
-    loss_fn = SymmetricInfoNCE(0.07)
-    assert loss_fn.temperature.item() == pytest.approx(0.07)
-    tau = 0.07
-    t2v = -sum(math.log(math.exp(sim[i, i] / tau) / sum(math.exp(sim[i, j] / tau) for j in range(5)))
-               for i in range(5)) / 5
-    v2t = -sum(math.log(math.exp(sim[i, i] / tau) / sum(math.exp(sim[j, i] / tau) for j in range(5)))
-               for i in range(5)) / 5
-    assert loss_fn(sim).item() == pytest.approx((t2v + v2t) / 2, rel=1e-5)
+def test_symmetric_infonce_matches_loop_over_pairs_and_clamps_temperature():
+    sign, sign_mask, text, text_mask = _inputs(b=5, c=5)
+    paired = torch.tensor([True, True, False, True, True])  # the unpaired sample takes no part
+    sim = coarse_similarity(sign, sign_mask, text, text_mask)[paired][:, paired]
+    temperature = LearnableTemperature(0.07)
+    assert temperature().item() == pytest.approx(0.07)
+    tau, k = 0.07, 4
+    t2v = -sum(math.log(math.exp(sim[i, i] / tau) / sum(math.exp(sim[i, j] / tau) for j in range(k)))
+               for i in range(k)) / k
+    v2t = -sum(math.log(math.exp(sim[i, i] / tau) / sum(math.exp(sim[j, i] / tau) for j in range(k)))
+               for i in range(k)) / k
+    loss, value = global_infonce(coarse_similarity, temperature(), sign, sign_mask, text, text_mask, paired)
+    assert loss.item() == pytest.approx((t2v + v2t) / 2, rel=1e-5) and value.item() == pytest.approx(loss.item())
     with torch.no_grad():
-        loss_fn.log_temperature.fill_(math.log(1e-5))
-    assert loss_fn.temperature.item() == pytest.approx(0.01)
+        temperature.log_temperature.fill_(math.log(1e-5))
+    assert temperature().item() == pytest.approx(0.01)
 
 
 def test_reconstruction_scores_masked_joints_only_weighted_by_confidence():
@@ -99,7 +103,8 @@ def test_reconstruction_scores_masked_joints_only_weighted_by_confidence():
     target = torch.rand(2, 4, 79, 3, generator=g)
     pred = torch.rand(2, 4, 79, 2, generator=g)
     mask = torch.rand(2, 4, 79, generator=g) < 0.4
-    loss = masked_reconstruction_loss(pred, target, mask)
+    loss, value = masked_reconstruction_loss(pred, target, mask)
+    assert value == loss  # one process: its share is the whole loss
     num = den = 0.0
     for idx in mask.nonzero().tolist():
         b, t, j = idx
@@ -109,8 +114,8 @@ def test_reconstruction_scores_masked_joints_only_weighted_by_confidence():
     assert loss.item() == pytest.approx(num / den, rel=1e-5)
     changed = pred.clone()
     changed[~mask] += 10.0  # predictions at unmasked joints do not matter
-    assert masked_reconstruction_loss(changed, target, mask).item() == pytest.approx(loss.item(), rel=1e-6)
-    assert masked_reconstruction_loss(pred, target, torch.zeros_like(mask)).item() == 0.0
+    assert masked_reconstruction_loss(changed, target, mask)[0].item() == pytest.approx(loss.item(), rel=1e-6)
+    assert masked_reconstruction_loss(pred, target, torch.zeros_like(mask))[0].item() == 0.0
 
 
 def test_hierarchical_mask_ratio_padding_and_determinism():

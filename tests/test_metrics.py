@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 
 from slp.metrics import clean_phoenix, islr_accuracy, read_stm, retrieval_metrics, translation_scores, wer
 from slp.metrics.ctc import CTCBeamDecoder, collapse, ctc_greedy_decode
+from slp.metrics.translation import lcs_length, rouge_l_sentence
 from slp.metrics.wer import clean_phoenix2014t
 
 
@@ -81,6 +84,60 @@ def test_chinese_bleu_is_per_character_and_rouge_is_not_zero():
     en = translation_scores(["the cat sat on the mat"], ["the cat sat on the mat"], "en")
     assert en["bleu4"] == pytest.approx(100.0) and en["rouge_l"] == pytest.approx(100.0)
     assert "tok:13a" in en["bleu_signature"]
+
+
+def test_rouge_l_is_cocos_f_measure_on_words_with_umlauts():
+    hyp = "morgen wird es im süden heiß"
+    ref = "im süden wird es morgen heiß und schwül"
+    # LCS 3 ("wird es heiß" or "im süden heiß"): P = 3/6, R = 3/8; F = 2.44 P R / (R + 1.44 P) = 61/146.
+    # rouge-score's default tokenizer splits "süden" into "s den" and drops "ß": it would score 8/17.
+    assert lcs_length(hyp.split(), ref.split()) == 3
+    assert rouge_l_sentence(hyp.split(), ref.split()) == pytest.approx(61 / 146)
+    assert rouge_l_sentence(hyp.split(), ref.split(), beta=1.0) == pytest.approx(3 / 7)  # β = 1 differs
+    out = translation_scores([hyp, "es wird kühl", ""], [ref, "es wird kühl", "regen"], "de")
+    assert out["rouge_l"] == pytest.approx(100 * (61 / 146 + 1 + 0) / 3)  # per-sentence mean; empty scores 0
+    # Umlauts are letters of their word: "kühl" and "kuhl" do not match.
+    assert translation_scores(["es wird kuhl"], ["es wird kühl"], "de")["rouge_l"] == pytest.approx(100 * 2 / 3)
+
+
+def test_bleu_hand_checked_with_the_project_settings():
+    out = translation_scores(["the cat sat on the mat"], ["the cat is on the mat"], "en")
+    # 1- to 4-gram matches 5/6, 3/5, 1/4, 0/3; sacrebleu's default "exp" smoothing turns the 0/3 into 1/(2·3);
+    # equal lengths, no brevity penalty.
+    assert out["bleu1"] == pytest.approx(100 * 5 / 6)
+    assert out["bleu4"] == pytest.approx(100 * (5 / 6 * 3 / 5 * 1 / 4 * 1 / 6) ** 0.25)
+    assert "tok:13a" in out["bleu_signature"] and "smooth:exp" in out["bleu_signature"]
+
+
+def _raw_corpus_bleu4(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus BLEU-4 on whitespace tokens, written out: clipped n-gram matches summed over the corpus."""
+    matches, totals = [0] * 4, [0] * 4
+    hyp_len = ref_len = 0
+    for hyp, ref in zip(hypotheses, references):
+        h, r = hyp.split(), ref.split()
+        hyp_len, ref_len = hyp_len + len(h), ref_len + len(r)
+        for n in range(1, 5):
+            h_ngrams = Counter(tuple(h[i : i + n]) for i in range(len(h) - n + 1))
+            r_ngrams = Counter(tuple(r[i : i + n]) for i in range(len(r) - n + 1))
+            matches[n - 1] += sum((h_ngrams & r_ngrams).values())
+            totals[n - 1] += sum(h_ngrams.values())
+    brevity = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    return 100 * brevity * math.exp(sum(math.log(m / t) for m, t in zip(matches, totals)) / 4)
+
+
+def test_bleu_matches_raw_corpus_bleu_on_phoenix2014t_test(realdata):
+    with open(realdata / "phoenix14t" / "PHOENIX-2014-T.test.corpus.csv", encoding="utf-8", newline="") as f:
+        references = [row["translation"].strip() for row in csv.DictReader(f, delimiter="|")]
+    assert len(references) == 642
+    vocabulary = sorted({w for ref in references for w in ref.split()})
+    rng = random.Random(0)
+    hypotheses = []
+    for ref in references:  # a system's output: some words dropped, some replaced
+        words = [w if rng.random() > 0.2 else rng.choice(vocabulary) for w in ref.split() if rng.random() > 0.1]
+        hypotheses.append(" ".join(words))
+    assert translation_scores(hypotheses, references, "de")["bleu4"] == pytest.approx(
+        _raw_corpus_bleu4(hypotheses, references), rel=1e-9
+    )
 
 
 def test_retrieval_recall_median_rank_and_ties():

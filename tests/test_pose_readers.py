@@ -39,13 +39,13 @@ def test_openpifpaf_missing_points_come_out_as_confidence_zero(realdata):
     assert np.isfinite(shard).all() and (shard[..., 2] == 0).any()
 
 
-@pytest.mark.parametrize(
-    "name, layout", [("tests_openpose.pose", "OpenPose"), ("colin-SAD.pose", "MediaPipe Holistic")]
-)
-def test_other_layouts_are_refused_naming_the_layout(realdata, name, layout):
-    with pytest.raises(PoseFormatError) as err:
-        read_pose(realdata / "poses" / name)
-    assert layout in str(err.value) and name in str(err.value) and "133" in str(err.value)
+@pytest.mark.parametrize("name, layout", [("tests_openpose.pose", "openpose_137"),
+                                          ("colin-SAD.pose", "mediapipe_holistic_"),
+                                          ("FOOTBALL.mediapipe_holistic.pose", "mediapipe_holistic_")])
+def test_mediapipe_and_openpose_files_are_read_as_coco_wholebody_recording_their_layout(realdata, name, layout):
+    seq = read_pose(realdata / "poses" / name)
+    assert seq.keypoints.shape[1:] == (133, 3) and seq.layout.startswith(layout) and seq.estimator
+    assert (seq.keypoints[..., 2] > 0).any() and np.isfinite(seq.keypoints).all()
 
 
 def _random_keypoints(rng, frames=6):
@@ -108,6 +108,12 @@ def test_numpy_arrays_with_and_without_confidence(tmp_path):
     np.savez(tmp_path / "kp.npz", keypoints=kp, fps=30.0, width=1920, height=1080)
     seq = read_pose(tmp_path / "kp.npz")
     assert (seq.fps, seq.width, seq.height) == (30.0, 1920, 1080)
+    # What the file records wins over what the caller passes (those serve files that record nothing).
+    seq = read_pose(tmp_path / "kp.npz", fps=25.0, width=640, height=480)
+    assert (seq.fps, seq.width, seq.height, seq.recorded) == (30.0, 1920, 1080, {"fps", "width", "height"})
+    np.savez(tmp_path / "fps_only.npz", keypoints=kp, fps=50.0)
+    seq = read_pose(tmp_path / "fps_only.npz", fps=25.0, width=640, height=480)
+    assert (seq.fps, seq.width, seq.height, seq.recorded) == (50.0, 640, 480, {"fps"})
     np.save(tmp_path / "bad.npy", np.zeros((4, 137, 3)))
     with pytest.raises(PoseFormatError, match="bad.npy"):
         read_pose(tmp_path / "bad.npy", fps=25, width=1, height=1)

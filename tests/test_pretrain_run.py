@@ -36,12 +36,12 @@ def _command(output: Path, shards: Path, mbart: Path, *extra: str) -> list[str]:
 
 
 def _losses(output: Path) -> dict[int, float]:
-    """Loss per step from the rank-0 log; a resumed run appends, and its later entries win."""
-    out = {}
-    for line in (output / "steps.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        out[row["step"]] = row["loss"]
-    return out
+    """Loss per step from the rank-0 log, which lists every step once (a resumed run drops the killed run's
+    steps after its checkpoint before logging them again)."""
+    rows = [json.loads(line) for line in (output / "steps.jsonl").read_text().splitlines()]
+    steps = [row["step"] for row in rows]
+    assert steps == sorted(set(steps)), steps
+    return {row["step"]: row["loss"] for row in rows}
 
 
 def _wait_for_group(pgid: int, timeout: float = 120) -> None:

@@ -1,4 +1,5 @@
-"""Shard format: exact round trip, deterministic bytes, atomic writes, and a reader that skips and reports."""
+"""Shard format: exact round trip, deterministic bytes, atomic writes, a reader that skips and reports and counts
+the bytes it reads, and the manifest's choice of shards."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from slp.data.shards import (
     iter_samples,
     manifest_row,
     read_manifest,
+    shards_holding,
     tar_members,
     tar_samples,
     write_manifest,
@@ -122,6 +124,54 @@ def test_truncated_shard_and_nan_sample_are_skipped_counted_and_reported(tmp_pat
     assert "bad_nan" in caplog.text
 
 
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _meta_with(**fields) -> bytes:
+    rng = np.random.default_rng(0)
+    return json.dumps({**_sample(0, rng)[0].meta.to_json(), **fields}).encode()
+
+
+GOOD_POSE = np.zeros((12, 79, 3), dtype=np.float16)
+# (members of one bad sample, the reason its rejection names): each would abort a whole shard read if it raised.
+BAD_SAMPLES = {
+    "json_list": ({"json": b"[1, 2, 3]"}, "json is a list, not an object"),
+    "json_string": ({"json": b'"a string"'}, "json is a str, not an object"),
+    "json_null": ({"json": b"null"}, "json is a NoneType, not an object"),
+    "json_missing_fields": ({"json": b'{"dataset": "wlasl"}'}, "json is not sample metadata"),
+    "label_text": ({"json": _meta_with(label="abc")}, "label 'abc'"),
+    "fps_text": ({"json": _meta_with(fps="fast")}, "fps 'fast'"),
+    "npy_garbled_dtype": ({"pose.npy": _npy(GOOD_POSE).replace(b"'<f2'", b"'<zz'")}, "unreadable pose.npy"),
+    "npy_garbled_shape": ({"pose.npy": _npy(GOOD_POSE).replace(b"(12, 79, 3)", b"(99, 79, 3)")},
+                          "unreadable pose.npy"),
+    "txt_not_utf8": ({"txt": b"\xff\xfe broken"}, "unreadable txt"),
+}
+
+
+def test_one_bad_sample_is_rejected_with_its_reason_and_the_read_goes_on(tmp_path):
+    rng = np.random.default_rng(5)
+    good = [_sample(i, rng)[0] for i in range(2)]
+    base = {"pose.npy": _npy(GOOD_POSE), "json": _meta_with(), "txt": b"This word is book."}
+    with tarfile.open(tmp_path / "s-000000.tar", "w") as tar:
+        for ext, data in encode_sample(good[0]).items():
+            _add(tar, f"{good[0].key}.{ext}", data)
+        for key, (members, _) in BAD_SAMPLES.items():
+            for ext, data in {**base, **members}.items():
+                _add(tar, f"{key}.{ext}", data)
+        for ext, data in encode_sample(good[1]).items():
+            _add(tar, f"{good[1].key}.{ext}", data)
+    stats = ReadStats()
+    keys = [s.key for s in iter_samples([tmp_path / "s-000000.tar"], stats)]
+    assert keys == [good[0].key, good[1].key]
+    assert stats.rejected == len(BAD_SAMPLES) and stats.samples == 2 and stats.truncated_shards == 0
+    reasons = {e["key"]: e["reason"] for e in stats.errors}
+    for key, (_, reason) in BAD_SAMPLES.items():
+        assert reason in reasons[key], (key, reasons[key])
+
+
 def _webdataset_samples(path) -> list[dict]:
     return [{k: v for k, v in s.items() if k != "__local_path__"}
             for s in wds.WebDataset(str(path), shardshuffle=False, empty_check=False)]
@@ -209,3 +259,41 @@ def test_manifest_and_summary(tmp_path):
     assert rows[1]["paired"] is False and rows[1]["text_length"] == 0
     write_summary(tmp_path / "summary.json", {"samples": 3, "text": "ü"})
     assert json.loads((tmp_path / "summary.json").read_text(encoding="utf-8")) == {"samples": 3, "text": "ü"}
+
+
+def test_bytes_read_are_the_tar_blocks_read(tmp_path):
+    rng = np.random.default_rng(7)
+    path = tmp_path / "s-000000.tar"
+    write_shard(path, [_sample(i, rng, paired=i % 2 == 0)[0] for i in range(4)])
+    stats = ReadStats()
+    assert len(list(iter_samples([path], stats))) == 4
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    # Every header and padded member, then the first block of the end-of-archive marker; the rest of the file is
+    # zeros (the second marker block and the padding to tarfile's record size) that the reader leaves unread.
+    assert stats.bytes_read == sum(512 + -(-m.size // 512) * 512 for m in members) + 512
+    assert path.stat().st_size - 20 * 512 < stats.bytes_read <= path.stat().st_size
+    partial = ReadStats()
+    next(iter_samples([path], partial))  # a reader that stops early has read only what it gave (and a header)
+    assert 0 < partial.bytes_read < stats.bytes_read / 2
+
+
+def names(paths: list[str]) -> list[str]:
+    return [p.rsplit("/", 1)[-1] for p in paths]
+
+
+def test_shards_holding_follow_the_manifest_and_keep_what_it_does_not_list(tmp_path):
+    rng = np.random.default_rng(8)
+    sample = _sample(0, rng)[0]
+    for name in ("a-000000.tar", "a-000001.tar", "a-000002.tar"):
+        write_shard(tmp_path / "shards" / name, [sample])
+    rows = [manifest_row(sample, "a-000000.tar"), {**manifest_row(sample, "a-000001.tar"), "split": "dev"}]
+    write_manifest(rows, tmp_path / "manifest.parquet")  # a-000002.tar is not listed: it is kept
+    pattern = [str(tmp_path / "shards" / "*.tar")]
+    assert names(shards_holding(pattern, "wlasl", "train")) == ["a-000000.tar", "a-000002.tar"]
+    assert names(shards_holding(pattern, "", "dev")) == ["a-000001.tar", "a-000002.tar"]
+    assert names(shards_holding(pattern, "other", "dev")) == ["a-000002.tar"]
+    (tmp_path / "manifest.parquet").rename(tmp_path / "shards" / "manifest.parquet")  # beside the shards
+    assert names(shards_holding(pattern, "wlasl", "train")) == ["a-000000.tar", "a-000002.tar"]
+    (tmp_path / "shards" / "manifest.parquet").unlink()  # no manifest: every shard
+    assert names(shards_holding(pattern, "wlasl", "train")) == ["a-000000.tar", "a-000001.tar", "a-000002.tar"]

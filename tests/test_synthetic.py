@@ -55,16 +55,17 @@ def test_written_corpus_is_split_by_signer_and_reads_back(tmp_path):
     assert {r["shard"] for r in manifest} == {p.name for p in (tmp_path / "shards").glob("*.tar")}
 
 
-def _resample(pose: np.ndarray, frames: int) -> torch.Tensor:
-    idx = np.linspace(0, len(pose) - 1, frames).round().astype(int)
-    return normalize_pose(torch.from_numpy(pose[idx].astype(np.float32)))
+def _resample(sample, frames: int) -> torch.Tensor:
+    idx = np.linspace(0, len(sample.pose) - 1, frames).round().astype(int)
+    return normalize_pose(torch.from_numpy(sample.pose[idx].astype(np.float32)),
+                          torch.tensor([sample.meta.width, sample.meta.height]))
 
 
 def test_small_classifier_learns_glosses_of_held_out_signers():
     cfg = SyntheticConfig(num_glosses=20, num_signers=10, dev_signers=0, test_signers=2, repetitions=2,
                           sentences_per_signer=0)
     samples = list(generate_isolated(cfg))
-    x = torch.stack([_resample(s.pose, 16) for s in samples]).flatten(1)
+    x = torch.stack([_resample(s, 16) for s in samples]).flatten(1)
     y = torch.tensor([s.meta.label for s in samples])
     train = torch.tensor([s.meta.split == "train" for s in samples])
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
-"""Dataset adapters: one file per dataset, each registered by name (the ``adapter`` field of a curate config).
+"""Dataset adapters: one file per dataset, each class registered by name with
+:func:`~data_curation.adapters.base.register_adapter` (the ``adapter`` field of a curate config).
 
 An adapter turns a dataset's original annotation files into :class:`~data_curation.records.CurationRecord`
 objects (and :class:`~data_curation.records.AnnotationReject` entries for annotations it cannot use); the
@@ -8,28 +9,24 @@ pipeline reads, cuts and validates the poses. See :mod:`data_curation.adapters.b
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
-from data_curation.adapters.base import DatasetAdapter
+from data_curation.adapters.base import ADAPTERS, DatasetAdapter, register_adapter
+from slp.cli_errors import UserError
 
-#: Registered name → module in this package defining the adapter class (imported on first use).
-ADAPTER_MODULES: dict[str, str] = {
-    "wlasl": "wlasl",
-    "msasl": "msasl",
-    "nmfs_csl": "nmfs_csl",
-    "slr500": "slr500",
-    "phoenix14": "phoenix14",
-    "phoenix14t": "phoenix14t",
-    "csl_daily": "csl_daily",
-    "how2sign": "how2sign",
-    "bobsl": "bobsl",
-}
+
+def registered_adapters() -> dict[str, type[DatasetAdapter]]:
+    """Every adapter by name: importing this package's modules runs their ``@register_adapter`` decorators."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    return dict(sorted(ADAPTERS.items()))
 
 
 def get_adapter(name: str) -> type[DatasetAdapter]:
-    if name not in ADAPTER_MODULES:
-        raise ValueError(f"unknown dataset adapter {name!r}: expected one of {sorted(ADAPTER_MODULES)}")
-    module = importlib.import_module(f"{__name__}.{ADAPTER_MODULES[name]}")
-    return module.ADAPTER
+    adapters = registered_adapters()
+    if name not in adapters:
+        raise UserError(f"unknown dataset adapter {name!r}; registered: {', '.join(adapters)}")
+    return adapters[name]
 
 
-__all__ = ["ADAPTER_MODULES", "DatasetAdapter", "get_adapter"]
+__all__ = ["DatasetAdapter", "get_adapter", "register_adapter", "registered_adapters"]

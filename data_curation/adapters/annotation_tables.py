@@ -6,13 +6,15 @@ Rules, each a decision:
 
 - Files are read as UTF-8 (a BOM is dropped); bytes that are not UTF-8 become U+FFFD instead of stopping the
   run, and the pipeline rejects a paired text holding one as ``undecodable_text``.
-- Tables are read with :mod:`csv` (``newline=""``), so LF and CRLF files read alike; columns are found by
+- Tables are read line by line, each line with :mod:`csv`, so LF and CRLF files read alike; columns are found by
   their header names, so their order does not matter. Every value is stripped of surrounding whitespace
   (no column of these datasets gives meaning to it: Phoenix annotations have stray leading / trailing
-  spaces). Blank lines are skipped. A row whose field count differs from the header's, a quoted row spanning
-  several lines (an unclosed quote swallows the lines after it: the detail names the span) and a row the
-  :mod:`csv` module cannot read are a :class:`TableProblem`, which the adapter rejects as ``malformed_row``.
-  A header lacking a required column is an error naming the file, since no row of such a file can be read.
+  spaces). Blank lines are skipped. No row of these tables spans lines, so a quoted field left open at the end
+  of its line is an unclosed quote: that row is a :class:`TableProblem` and the lines after it are read as
+  the rows they are (read as one CSV stream, the quote would swallow every line up to the next quote
+  character). A row whose field count differs from the header's and a row the :mod:`csv` module cannot read
+  are :class:`TableProblem` too; the adapter rejects each as ``malformed_row``. A header lacking a required
+  column is an error naming the file, since no row of such a file can be read.
 - A split's annotation file that is missing is an error when the config selects that split (it is in
   ``splits`` and not in ``exclude_splits``); otherwise it is skipped with a log line, so a partial copy of
   a dataset (say, no test file) can still be curated.
@@ -29,13 +31,14 @@ from pathlib import Path
 
 from data_curation.adapters.base import DatasetAdapter
 from data_curation.records import AnnotationReject, CurationRecord
+from slp.cli_errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TableRow:
-    line: int  # 1-based line of the file where the row ends
+    line: int  # 1-based line of the file
     values: dict[str, str]  # header name → stripped value
 
 
@@ -56,33 +59,37 @@ def read_table(path: Path, delimiter: str, required: tuple[str, ...],
                quoting: int = csv.QUOTE_NONE) -> Iterator[TableRow | TableProblem]:
     """The rows of a delimited file with a header. ``QUOTE_NONE`` (the default) keeps quote characters as
     text, as the Phoenix and CSL-Daily tables need; How2Sign's CSV-quoted sentences take ``QUOTE_MINIMAL``."""
+
+    def parse(line: str) -> list[str]:
+        # The line ending is kept (and added to a last line without one), so a quote still open at the end of the
+        # line leaves a line break inside its field: that is how an unclosed quote shows.
+        return next(csv.reader([line if line.endswith(("\n", "\r")) else line + "\n"], delimiter=delimiter,
+                               quoting=quoting))
+
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        header = [name.strip() for name in next(reader, [])]
+        lines = enumerate(f, start=1)
+        header = [name.strip() for name in parse(next(lines, (0, ""))[1])]
         missing = [name for name in required if name not in header]
         if missing:
-            raise ValueError(f"{path}: header {delimiter.join(header)!r} lacks the column(s) {missing}")
-        while True:
-            first_line = reader.line_num + 1
+            raise UserError(f"{path}: header {delimiter.join(header)!r} lacks the column(s) {missing}")
+        for number, line in lines:
+            if not line.strip():
+                continue
+            raw = line.rstrip("\r\n")
             try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:  # e.g. a field past csv's size limit after an unclosed quote
-                yield TableProblem(reader.line_num, header, [], f"{path}:{first_line}-{reader.line_num}: {exc}")
+                fields = parse(line)
+            except csv.Error as exc:  # e.g. a field past csv's size limit
+                yield TableProblem(number, header, raw.split(delimiter), f"{path}:{number}: {exc} ({raw[:120]!r})")
                 continue
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue
-            raw = delimiter.join(fields)
-            if reader.line_num != first_line:  # only an unclosed quote makes a row span lines in these tables
-                yield TableProblem(reader.line_num, header, fields, f"{path}:{first_line}-{reader.line_num}: one row "
-                                   f"spans {reader.line_num - first_line + 1} lines (unclosed quote?) ({raw[:120]!r})")
+            if any("\n" in field or "\r" in field for field in fields):
+                yield TableProblem(number, header, raw.split(delimiter),
+                                   f"{path}:{number}: unclosed quote ({raw[:120]!r})")
                 continue
             if len(fields) != len(header):
-                yield TableProblem(reader.line_num, header, fields, f"{path}:{reader.line_num}: {len(fields)} fields, "
+                yield TableProblem(number, header, fields, f"{path}:{number}: {len(fields)} fields, "
                                    f"expected {len(header)} ({raw[:120]!r})")
                 continue
-            yield TableRow(reader.line_num, {name: value.strip() for name, value in zip(header, fields)})
+            yield TableRow(number, {name: value.strip() for name, value in zip(header, fields)})
 
 
 def split_annotation_files(adapter: DatasetAdapter, file_of_split: dict[str, str]) -> Iterator[tuple[str, Path]]:

@@ -50,9 +50,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_curation.adapters.annotation_tables import split_annotation_files
-from data_curation.adapters.base import DatasetAdapter, normalise_split
+from data_curation.adapters.base import DatasetAdapter, normalise_split, register_adapter
 from data_curation.config import DatasetConfig
 from data_curation.records import AnnotationReject, CurationRecord
+from slp.cli_errors import UserError, file_problem
 
 DEFAULT_SPLIT_LISTS = {"train": "bobsl_align_train.txt", "dev": "bobsl_align_val.txt",
                        "test": "bobsl_align_test.txt"}
@@ -140,24 +141,26 @@ def read_episode_list(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line.strip()
 
 
+@register_adapter
 class BobslAdapter(DatasetAdapter):
     name = "bobsl"
     sign_language = "BSL"
     text_language = "en"
+    source_kind = "TV"
 
     def __init__(self, config: DatasetConfig, config_name: str = ""):
         super().__init__(config, config_name)
         lists = self.option("split_lists", DEFAULT_SPLIT_LISTS)
         if not isinstance(lists, dict):
-            raise ValueError(f"{self.config_name}: option split_lists must map split → list file, got {lists!r}")
+            raise UserError(f"{self.config_name}: option split_lists must map split → list file, got {lists!r}")
         self.split_lists: dict[str, str] = {}
         for split, relative in lists.items():
-            if normalise_split(split) is None:
-                raise ValueError(f"{self.config_name}: option split_lists names the unknown split {split!r}")
+            if not isinstance(split, str) or normalise_split(split) is None:
+                raise UserError(f"{self.config_name}: option split_lists names the unknown split {split!r}")
             self.split_lists[normalise_split(split)] = relative
 
     def annotation_records(self) -> Iterator[CurationRecord | AnnotationReject]:
-        subtitle_dir = self.root / self.option("subtitle_dir", DEFAULT_SUBTITLE_DIR)
+        subtitle_dir = self.root / str(self.option("subtitle_dir", DEFAULT_SUBTITLE_DIR))
         listed: dict[str, str] = {}  # episode → where it was first listed
         for split, path in split_annotation_files(self, self.split_lists):
             for number, episode in read_episode_list(path):
@@ -172,8 +175,9 @@ class BobslAdapter(DatasetAdapter):
                 yield from self.episode_records(split, episode, subtitle_dir / f"{episode}.vtt")
 
     def episode_records(self, split: str, episode: str, vtt: Path) -> Iterator[CurationRecord | AnnotationReject]:
-        if not vtt.is_file():
-            yield self.reject(split, episode, "missing_subtitle_file", f"{vtt}: no such file")
+        problem = file_problem(vtt)
+        if problem is not None:
+            yield self.reject(split, episode, "missing_subtitle_file", f"{vtt}: {problem}")
             return
         try:
             cues = parse_webvtt(vtt.read_text(encoding="utf-8", errors="replace"), str(vtt))
@@ -193,5 +197,3 @@ class BobslAdapter(DatasetAdapter):
                 yield self.record(split, source_id, episode, time_start=cue.start, time_end=cue.end, text=cue.text,
                                   gloss=[], paired=True)
 
-
-ADAPTER = BobslAdapter

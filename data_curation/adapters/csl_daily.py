@@ -16,7 +16,8 @@ Derived fields: split from ``split_1.txt``; ``signer`` = the ``P<4 digits>`` par
 whitespace. Text = the ``char`` column (option ``text_column: word`` takes ``word``) with its separating
 spaces removed: Chinese is written without spaces, so joining gives the natural sentence (both columns
 give the same one) that the text encoder's own tokenizer expects, and the GF-SLT scores split it per
-character again. The ``length`` and ``postag`` columns are not used (the pose gives the length).
+character again. ``length`` (the video's frame count) is the clip's expected length, which the pipeline checks
+against the pose; ``postag`` is not used.
 
 Join of the two files, each entry accounted for once:
 
@@ -40,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from data_curation.adapters.annotation_tables import FirstSeen, TableProblem, read_table
-from data_curation.adapters.base import DatasetAdapter, normalise_split
+from data_curation.adapters.base import DatasetAdapter, normalise_split, register_adapter
 from data_curation.config import DatasetConfig
 from data_curation.records import AnnotationReject, CurationRecord
 
@@ -59,10 +60,12 @@ class SplitEntry:
     where: str
 
 
+@register_adapter
 class CslDailyAdapter(DatasetAdapter):
     name = "csl_daily"
     sign_language = "CSL"
     text_language = "zh"
+    source_kind = "lab"
 
     def __init__(self, config: DatasetConfig, config_name: str = ""):
         super().__init__(config, config_name)
@@ -129,12 +132,12 @@ class CslDailyAdapter(DatasetAdapter):
         if not text:
             return self.reject(split, name, "empty_text", f"{where}: empty {self.text_column}")
         signer = SIGNER.match(name)
+        length = values.get("length", "")
         return self.record(split, name, name, signer=signer.group(1) if signer else "", text=text,
-                           gloss=values["gloss"].split(), paired=True)
+                           gloss=values["gloss"].split(), paired=True,
+                           annotated_frames=int(length) if length.isascii() and length.isdigit() else 0)
 
     def unsplit(self, name: str, reason: str, detail: str) -> AnnotationReject:
-        logger.warning("%s: %s not curated (%s): %s", self.config_name, name, reason, detail)
+        logger.info("%s: %s not curated (%s): %s", self.config_name, name, reason, detail)
         return self.reject(UNSPLIT, name, reason, detail)
 
-
-ADAPTER = CslDailyAdapter

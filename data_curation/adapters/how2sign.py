@@ -25,7 +25,8 @@ and decoded as UTF-8; a run that does not decode strictly is left as it is. This
 correct text alone (a real ``é`` is not followed by continuation characters), so it repairs rather than
 rejects.
 
-Rejects (all in the row's split): ``malformed_row`` (wrong field count), ``missing_id``, ``duplicate_id``
+Rejects (all in the row's split): ``malformed_row`` (wrong field count, or a quote left open at the end of its
+line — the rows after it are still read), ``missing_id``, ``duplicate_id``
 (same SENTENCE_NAME again, naming the first row), ``empty_text``; in the ``video`` layout also ``bad_time``
 (a time that is not a finite number), ``zero_length_cue`` (end = start) and ``reversed_cue`` (end < start) —
 a re-aligned sentence is a subtitle cue, so BOBSL's reason names are used. A cue beyond the end of the video is
@@ -39,6 +40,7 @@ import math
 import re
 
 from data_curation.adapters.annotation_tables import SplitTableAdapter
+from data_curation.adapters.base import register_adapter
 from data_curation.config import DatasetConfig
 from data_curation.records import AnnotationReject, CurationRecord
 
@@ -67,10 +69,12 @@ def repair_double_encoded_utf8(text: str) -> str:
     return _DOUBLE_ENCODED.sub(decode, text)
 
 
+@register_adapter
 class How2SignAdapter(SplitTableAdapter):
     name = "how2sign"
     sign_language = "ASL"
     text_language = "en"
+    source_kind = "lab"
     delimiter, quoting, id_column = "\t", csv.QUOTE_MINIMAL, "SENTENCE_NAME"
 
     def __init__(self, config: DatasetConfig, config_name: str = ""):
@@ -103,5 +107,3 @@ class How2SignAdapter(SplitTableAdapter):
         return self.record(split, source_id, values["VIDEO_NAME"], time_start=start, time_end=end, text=text,
                            gloss=[], paired=True)
 
-
-ADAPTER = How2SignAdapter

@@ -15,6 +15,8 @@ import string
 from pathlib import Path
 from typing import Any
 
+from slp.cli_errors import UserError
+
 #: Clip layouts of the pose files: one file per annotated clip (the clip is the whole sequence), or one file
 #: per source video that the annotation's frame / time range cuts.
 CLIP_MODES = ("trimmed", "raw")
@@ -31,16 +33,29 @@ class PoseNameTemplate:
 
     def __init__(self, template: str, fields: dict[str, Any], owner: str):
         self.template = str(template)
-        names = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(self.template)
-                 if name is not None}
+        try:
+            names = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(self.template)
+                     if name is not None}
+        except ValueError as exc:  # an unbalanced brace
+            raise UserError(f"{owner}: option pose_name {self.template!r}: {exc}") from None
         unknown = sorted(n for n in names if n not in fields)
         if not names or unknown or "" in names:
-            raise ValueError(f"{owner}: pose_name {self.template!r} must name fields among {sorted(fields)}"
-                             + (f" (unknown: {unknown})" if unknown else ""))
-        self.format(fields)  # a bad format spec ("{index:q}") fails here too
+            raise UserError(f"{owner}: option pose_name {self.template!r} must name fields among {sorted(fields)}"
+                            + (f" (unknown: {unknown})" if unknown else ""))
+        try:
+            self.format(fields)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:  # "{index:q}", "{gloss.x}"
+            raise UserError(f"{owner}: option pose_name {self.template!r}: {exc}") from None
 
     def format(self, fields: dict[str, Any]) -> str:
         return self.template.format(**fields)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def read_vocabulary(path: str | Path) -> dict[int, str]:
@@ -51,23 +66,23 @@ def read_vocabulary(path: str | Path) -> dict[int, str]:
     label (then no line may be empty: it would shift every later label). Duplicate indices are an error.
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    lines = _read_lines(path)
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
-        raise ValueError(f"{path}: empty vocabulary")
+        raise UserError(f"{path}: empty vocabulary")
     indexed = [_INDEXED_LINE.match(line) for line in lines if line.strip()]
     if all(indexed):
         vocab: dict[int, str] = {}
         for match in indexed:
             index, word = int(match.group(1)), match.group(2)
             if index in vocab:
-                raise ValueError(f"{path}: label {index} appears twice ({vocab[index]!r}, {word!r})")
+                raise UserError(f"{path}: label {index} appears twice ({vocab[index]!r}, {word!r})")
             vocab[index] = word
         return vocab
     for number, line in enumerate(lines, 1):
         if not line.strip():
-            raise ValueError(f"{path}: line {number} is empty in a one-word-per-line vocabulary (labels are line "
+            raise UserError(f"{path}: line {number} is empty in a one-word-per-line vocabulary (labels are line "
                              f"numbers, so an empty line would shift every later label)")
     return {i: line.strip() for i, line in enumerate(lines)}
 
@@ -81,7 +96,7 @@ def read_split_list(path: Path, allow_pickle: bool, owner: str) -> list[Any]:
     """
     if path.suffix in (".txt", ".tsv", ".lst"):
         entries: list[Any] = []
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        for number, line in enumerate(_read_lines(path), 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue
@@ -92,19 +107,19 @@ def read_split_list(path: Path, allow_pickle: bool, owner: str) -> list[Any]:
             entries.append({"name": parts[0], "label": parts[1], "_line": number})
         return entries
     if not allow_pickle:
-        raise ValueError(f"{owner}: {path} is a pickle, and unpickling runs code from the file; read it only from a "
+        raise UserError(f"{owner}: {path} is a pickle, and unpickling runs code from the file; read it only from a "
                          f"source you trust, with the adapter option allow_pickle: true (or give a text split list "
                          f"of '<name> <label>' lines)")
     opener = gzip.open if _is_gzip(path) else open
     try:
         with opener(path, "rb") as f:
             data = pickle.load(f)  # noqa: S301 - opted in above
-    except (pickle.UnpicklingError, EOFError, OSError, AttributeError, ImportError) as exc:
-        raise ValueError(f"{owner}: {path} is not a readable split pickle ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # a corrupt pickle raises whatever the unpickler trips on
+        raise UserError(f"{owner}: {path} is not a readable split pickle ({type(exc).__name__}: {exc})") from None
     if isinstance(data, dict):  # name → entry, or name → label
         data = [dict(v, name=k) if isinstance(v, dict) else {"name": k, "label": v} for k, v in data.items()]
     if not isinstance(data, (list, tuple)):
-        raise ValueError(f"{owner}: {path} holds a {type(data).__name__}, expected a list of {{name, label}} dicts")
+        raise UserError(f"{owner}: {path} holds a {type(data).__name__}, expected a list of {{name, label}} dicts")
     return list(data)
 
 

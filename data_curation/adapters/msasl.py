@@ -23,24 +23,26 @@ Poses (option ``clips``):
 - ``raw`` (default): one pose file per downloaded YouTube video, named ``<youtube_id>``, cut by
   ``start_time`` / ``end_time`` (seconds: a downloaded video's frame rate can differ from the annotation's
   ``fps``, times stay right; option ``cut: frames`` uses ``start`` / ``end`` instead);
-- ``trimmed``: one pose file per clip, named ``<source_id>``, used whole.
+- ``trimmed``: one pose file per clip, named ``<source_id>``, used whole (``end - start`` is its expected
+  length, checked by the pipeline).
 
 Option ``pose_name`` overrides the template (fields: ``source_id``, ``split``, ``index``, ``youtube_id``,
 ``label``, ``gloss``, ``signer``). Rejects: ``malformed_annotation`` (missing / non-numeric fields),
 ``unknown_label`` (outside the class list), ``empty_gloss``, ``unparsable_url`` (``raw``: no YouTube id),
-``invalid_time_range`` (``raw``: negative or reversed range).
+``invalid_time_range`` (``raw``: negative or reversed range). A class list or split file that is not a JSON
+list stops the build with an error naming the file.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
-from data_curation.adapters.base import DatasetAdapter, isolated_sentence
+from data_curation.adapters.base import DatasetAdapter, isolated_sentence, register_adapter
 from data_curation.adapters.isolated import CLIP_MODES, PoseNameTemplate
 from data_curation.adapters.wlasl import youtube_id
 from data_curation.records import AnnotationReject, CurationRecord
+from slp.cli_errors import UserError
 
 #: train / dev / test → the release's file name.
 SPLIT_FILES = {"train": "MSASL_train.json", "dev": "MSASL_val.json", "test": "MSASL_test.json"}
@@ -50,35 +52,41 @@ _TEMPLATE_FIELDS = {"source_id": "val_00000", "split": "val", "index": 0, "youtu
                     "gloss": "g", "signer": "0"}
 
 
+@register_adapter
 class MSASLAdapter(DatasetAdapter):
     name = "msasl"
     sign_language = "ASL"
     text_language = "en"
+    source_kind = "web"
 
     def __init__(self, config, config_name: str = ""):
         super().__init__(config, config_name)
         self.clips = self.choice_option("clips", "raw", CLIP_MODES)
         self.cut = self.choice_option("cut", "time", ("time", "frames"))
         self.pose_name = PoseNameTemplate(self.option("pose_name", DEFAULT_POSE_NAMES[self.clips]),
-                                          _TEMPLATE_FIELDS, self.name)
+                                          _TEMPLATE_FIELDS, self.config_name)
 
     def classes(self) -> list[str]:
         path = self.annotation_file(self.option("classes_file", "MSASL_classes.json"))
-        classes = json.loads(path.read_text(encoding="utf-8"))
+        classes = self.read_json(path)
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-            raise ValueError(f"{self.name}: {path} is not a JSON list of class names")
+            raise UserError(f"{self.config_name}: {path} is not a JSON list of class names")
         return classes
 
     def annotation_records(self) -> Iterator[CurationRecord | AnnotationReject]:
         classes = self.classes()
-        files = {**SPLIT_FILES, **dict(self.option("split_files", {}))}
+        split_files = self.option("split_files", {})
+        if not isinstance(split_files, dict) or set(split_files) - set(SPLIT_FILES):
+            raise UserError(f"{self.config_name}: option split_files must map train / dev / test to files, got "
+                            f"{split_files!r}")
+        files = {**SPLIT_FILES, **split_files}
         for split in ("train", "dev", "test"):
             if split not in self.config.splits:
                 continue
             path = self.annotation_file(files[split])
-            clips = json.loads(path.read_text(encoding="utf-8"))
+            clips = self.read_json(path)
             if not isinstance(clips, list):
-                raise ValueError(f"{self.name}: {path} holds a {type(clips).__name__}, expected a list of clips")
+                raise UserError(f"{self.config_name}: {path} holds a {type(clips).__name__}, expected a list of clips")
             for index, clip in enumerate(clips):
                 yield self._clip(path.name, split, index, clip, classes)
 
@@ -107,7 +115,11 @@ class MSASLAdapter(DatasetAdapter):
         if self.clips == "raw" and not video and "youtube_id" in self.pose_name.template:
             return self.reject(split, source_id, "unparsable_url", f"{where}: no YouTube id in url {url!r}")
         cut: dict[str, Any] = {}
-        if self.clips == "raw":
+        if self.clips == "trimmed":
+            start, end = clip.get("start"), clip.get("end")
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) and 0 <= start < end:
+                cut = dict(annotated_frames=end - start)
+        else:
             keys = ("start_time", "end_time") if self.cut == "time" else ("start", "end")
             start, end = clip.get(keys[0]), clip.get(keys[1])
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end))
@@ -134,5 +146,3 @@ def _video_geometry(clip: dict) -> dict[str, Any]:
             geometry[field] = cast(value)
     return geometry
 
-
-ADAPTER = MSASLAdapter

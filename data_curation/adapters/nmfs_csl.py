@@ -22,6 +22,8 @@ them pairs with the Chinese template ("这个词是{word}。"; set ``text_langua
 language). Option ``pose_name`` overrides the pose file / key template (fields: ``name``, ``label``,
 ``split``, ``signer``).
 
+An entry's ``seq_len`` (frames of its keypoint sequence) is its expected length, checked by the pipeline.
+
 Rejects: ``malformed_annotation`` (an entry without a name or an integer label), ``unknown_label`` (a label
 the vocabulary lacks, only with a vocabulary), ``duplicate_id`` (a name seen earlier in the same split).
 """
@@ -31,9 +33,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from data_curation.adapters.base import DatasetAdapter, isolated_sentence
+from data_curation.adapters.base import DatasetAdapter, isolated_sentence, register_adapter
 from data_curation.adapters.isolated import PoseNameTemplate, entry_label, read_split_list, read_vocabulary
 from data_curation.records import AnnotationReject, CurationRecord
+from slp.cli_errors import UserError
 
 DEFAULT_SPLIT_FILES = {"train": "train.pkl", "test": "test.pkl"}
 _TEMPLATE_FIELDS = {"name": "x", "label": 0, "split": "train", "signer": ""}
@@ -46,7 +49,7 @@ class SplitListAdapter(DatasetAdapter):
 
     def __init__(self, config, config_name: str = ""):
         super().__init__(config, config_name)
-        self.pose_name = PoseNameTemplate(self.option("pose_name", "{name}"), _TEMPLATE_FIELDS, self.name)
+        self.pose_name = PoseNameTemplate(self.option("pose_name", "{name}"), _TEMPLATE_FIELDS, self.config_name)
         self.vocabulary = self._vocabulary()
 
     def _vocabulary(self) -> dict[int, str] | None:
@@ -54,11 +57,13 @@ class SplitListAdapter(DatasetAdapter):
         return read_vocabulary(self.annotation_file(str(vocabulary))) if vocabulary else None
 
     def split_files(self) -> dict[str, str]:
-        files = dict(self.option("split_files", self.default_split_files))
+        files = self.option("split_files", self.default_split_files)
+        if not isinstance(files, dict):
+            raise UserError(f"{self.config_name}: option split_files must map splits to files, got {files!r}")
         unknown = sorted(set(files) - {"train", "dev", "test"})
         if unknown:
-            raise ValueError(f"{self.name}: split_files names {unknown}; splits are train / dev / test")
-        return files
+            raise UserError(f"{self.config_name}: option split_files names {unknown}; splits are train / dev / test")
+        return dict(files)
 
     def annotation_records(self) -> Iterator[CurationRecord | AnnotationReject]:
         allow_pickle = bool(self.option("allow_pickle", False))
@@ -67,7 +72,7 @@ class SplitListAdapter(DatasetAdapter):
                 continue
             path = self.annotation_file(file)
             seen: set[str] = set()
-            for position, entry in enumerate(read_split_list(path, allow_pickle, self.name)):
+            for position, entry in enumerate(read_split_list(path, allow_pickle, self.config_name)):
                 yield self._entry(split, f"{path.name}[{position}]", entry, seen)
 
     def _entry(self, split: str, where: str, entry: Any, seen: set[str]) -> CurationRecord | AnnotationReject:
@@ -81,20 +86,23 @@ class SplitListAdapter(DatasetAdapter):
         seen.add(name)
         signer = entry.get("signer")
         fields = dict(name=name, label=label, split=split, signer="" if signer is None else str(signer))
+        length = entry.get("seq_len")
+        known = dict(signer=fields["signer"], label=label,
+                     annotated_frames=length if isinstance(length, int) and not isinstance(length, bool)
+                     and length > 0 else 0)
         if self.vocabulary is None:
-            return self.record(split, name, self.pose_name.format(fields), signer=fields["signer"], label=label)
+            return self.record(split, name, self.pose_name.format(fields), **known)
         if label not in self.vocabulary:
             return self.reject(split, name, "unknown_label",
                                f"{where}: label {label} is not in the vocabulary ({len(self.vocabulary)} words)")
         gloss = self.vocabulary[label]
-        return self.record(split, name, self.pose_name.format(fields), signer=fields["signer"], label=label,
-                           gloss=gloss, text=isolated_sentence(gloss, self.text_language), paired=True)
+        return self.record(split, name, self.pose_name.format(fields), **known, gloss=gloss,
+                           text=isolated_sentence(gloss, self.text_language), paired=True)
 
 
+@register_adapter
 class NMFsCSLAdapter(SplitListAdapter):
     name = "nmfs_csl"
     sign_language = "CSL"
     text_language = "zh"
-
-
-ADAPTER = NMFsCSLAdapter
+    source_kind = "lab"

@@ -25,15 +25,18 @@ annotation: it is kept here, and its pose decides in the pipeline.
 from __future__ import annotations
 
 from data_curation.adapters.annotation_tables import SplitTableAdapter
+from data_curation.adapters.base import register_adapter
 from data_curation.records import AnnotationReject, CurationRecord
 
 SPLITS = ("train", "dev", "test")
 
 
+@register_adapter
 class Phoenix14Adapter(SplitTableAdapter):
     name = "phoenix14"
     sign_language = "GSL"
     text_language = ""
+    source_kind = "TV"
     # Column names of the corpus tables (Phoenix-2014-T names them differently).
     id_column, signer_column, gloss_column = "id", "signer", "annotation"
 
@@ -56,5 +59,3 @@ class Phoenix14Adapter(SplitTableAdapter):
         """``<split>/<id>``: the file under the pose root, or the key of a pickle collection."""
         return f"{split}/{source_id}"
 
-
-ADAPTER = Phoenix14Adapter

@@ -23,6 +23,7 @@ Rejects: ``malformed_row``, ``missing_id``, ``duplicate_id`` as Phoenix14, and a
 
 from __future__ import annotations
 
+from data_curation.adapters.base import register_adapter
 from data_curation.adapters.phoenix14 import SPLITS, Phoenix14Adapter
 from data_curation.records import AnnotationReject, CurationRecord
 
@@ -32,16 +33,21 @@ TRAIN_FILES = {"plain": "PHOENIX-2014-T.train.corpus.csv",
 TOKENISED_PERIOD = " ."
 
 
+@register_adapter
 class Phoenix14TAdapter(Phoenix14Adapter):
     name = "phoenix14t"
     sign_language = "GSL"
     text_language = "de"
+    source_kind = "TV"
     id_column, signer_column, gloss_column = "name", "speaker", "orth"
     text_column = "translation"
 
+    def __init__(self, config, config_name: str = ""):
+        super().__init__(config, config_name)
+        self.train_file = TRAIN_FILES[self.choice_option("train_annotation", "plain", TRAIN_FILES)]
+
     def split_files(self) -> dict[str, str]:
-        train = self.choice_option("train_annotation", "plain", TRAIN_FILES)
-        return {split: TRAIN_FILES[train] if split == "train" else f"PHOENIX-2014-T.{split}.corpus.csv"
+        return {split: self.train_file if split == "train" else f"PHOENIX-2014-T.{split}.corpus.csv"
                 for split in SPLITS}
 
     def required_columns(self) -> tuple[str, ...]:
@@ -57,5 +63,3 @@ class Phoenix14TAdapter(Phoenix14Adapter):
         return self.record(split, source_id, self.pose_stem(split, source_id), signer=values[self.signer_column],
                            text=text, gloss=values[self.gloss_column].split(), paired=True)
 
-
-ADAPTER = Phoenix14TAdapter

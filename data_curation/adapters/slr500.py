@@ -29,10 +29,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from data_curation.adapters.base import POSE_SUFFIXES, DatasetAdapter, isolated_sentence
+from data_curation.adapters.base import POSE_SUFFIXES, DatasetAdapter, isolated_sentence, register_adapter
 from data_curation.adapters.isolated import PoseNameTemplate, read_vocabulary
 from data_curation.records import AnnotationReject, CurationRecord
-from slp.pose.readers import read_pickle_collection
+from slp.cli_errors import UserError
+from slp.pose.readers import PoseFormatError, read_pickle_collection
 
 _SIGNER = re.compile(r"^P(\d+)(?:_|$)", re.IGNORECASE)
 _CLASS_DIR = re.compile(r"^\d+$")
@@ -40,17 +41,21 @@ _VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 _TEMPLATE_FIELDS = {"name": "x", "class_dir": "000000", "stem": "P01", "label": 0, "signer": "P01", "split": "train"}
 
 
+@register_adapter
 class SLR500Adapter(DatasetAdapter):
     name = "slr500"
     sign_language = "CSL"
     text_language = "zh"
+    source_kind = "lab"
 
     def __init__(self, config, config_name: str = ""):
         super().__init__(config, config_name)
-        self.train_signers = int(self.option("train_signers", 36))
+        self.train_signers = self.option("train_signers", 36)
+        if not isinstance(self.train_signers, int) or isinstance(self.train_signers, bool) or self.train_signers < 0:
+            raise UserError(f"{self.config_name}: option train_signers={self.train_signers!r} is not a signer count")
         self.clip_list = self.option("clip_list")
         default_name = "{class_dir}/{stem}" if self.clip_list else "{name}"
-        self.pose_name = PoseNameTemplate(self.option("pose_name", default_name), _TEMPLATE_FIELDS, self.name)
+        self.pose_name = PoseNameTemplate(self.option("pose_name", default_name), _TEMPLATE_FIELDS, self.config_name)
         dictionary = self.option("dictionary", "dictionary.txt")
         self.vocabulary = read_vocabulary(self.annotation_file(str(dictionary))) if dictionary else None
 
@@ -62,7 +67,7 @@ class SLR500Adapter(DatasetAdapter):
     def clip_names(self) -> list[str]:
         """Every clip's name (its path without suffix, or a collection key), sorted."""
         if self.clip_list:
-            lines = self.annotation_file(str(self.clip_list)).read_text(encoding="utf-8-sig").splitlines()
+            lines = self.read_text(self.annotation_file(str(self.clip_list))).splitlines()
             names = []
             for line in lines:
                 path = PurePosixPath(line.strip().replace("\\", "/"))
@@ -71,10 +76,13 @@ class SLR500Adapter(DatasetAdapter):
             return sorted(names)
         root = Path(self.config.poses.root)
         if self.config.poses.format == "pickle":
-            collection = read_pickle_collection(root, allow_pickle=self.config.poses.allow_pickle)
+            try:
+                collection = read_pickle_collection(root, allow_pickle=self.config.poses.allow_pickle)
+            except PoseFormatError as exc:
+                raise UserError(f"{self.config_name}: the clips are enumerated from {exc}") from None
             return sorted(str(key) for key in collection)
         if not root.is_dir():
-            raise FileNotFoundError(f"{self.name}: pose root {root} is not a folder (the clips are enumerated from "
+            raise UserError(f"{self.config_name}: pose root {root} is not a folder (the clips are enumerated from "
                                     f"it; give option clip_list to enumerate them from a list instead)")
         suffix = self.pose_suffix()
         return sorted(p.relative_to(root).as_posix()[: -len(suffix)] for p in root.rglob(f"*{suffix}") if p.is_file())
@@ -115,5 +123,3 @@ class SLR500Adapter(DatasetAdapter):
         return self.record(split, source_id, pose_stem, signer=signer, label=label, gloss=gloss,
                            text=isolated_sentence(gloss, self.text_language), paired=True)
 
-
-ADAPTER = SLR500Adapter

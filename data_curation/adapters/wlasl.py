@@ -14,7 +14,8 @@ Poses (option ``clips``):
 
 - ``trimmed`` (default): one pose file per instance, named ``<video_id>`` — what the official start kit's
   ``preprocess.py`` writes to ``videos/<video_id>.mp4`` (each instance cut out of its source video); the
-  whole sequence is the clip, the frame range is not applied again;
+  whole sequence is the clip, the frame range is not applied again (an explicit range gives the clip's
+  expected length, ``frame_end - frame_start + 1``, which the pipeline checks against the pose);
 - ``raw``: one pose file per *downloaded* source video, named ``<source_video>`` (the YouTube id for YouTube
   URLs, as the start kit names its raw downloads, the ``video_id`` otherwise), cut to
   ``[frame_start - 1, frame_end)`` (0-based, end exclusive; ``frame_end = -1`` → to the end).
@@ -22,6 +23,8 @@ Poses (option ``clips``):
 Option ``pose_name`` overrides the file-name template (fields: ``video_id``, ``source_id``,
 ``source_video``, ``gloss``, ``label``, ``split``, ``signer``). Option ``annotation_file`` names the JSON
 (default ``WLASL_v0.3.json``, relative to ``annotation_root``).
+
+The JSON must parse: a truncated file stops the build with an error naming it (its line and column).
 
 Rejects: ``malformed_annotation`` (an instance without ``video_id`` / ``split``, or a gloss entry that is
 not an object with a gloss and a list of instances), ``empty_gloss``, ``unknown_split``, ``duplicate_id``
@@ -31,14 +34,14 @@ not an object with a gloss and a list of instances), ``empty_gloss``, ``unknown_
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from data_curation.adapters.base import DatasetAdapter, isolated_sentence, normalise_split
+from data_curation.adapters.base import DatasetAdapter, isolated_sentence, normalise_split, register_adapter
 from data_curation.adapters.isolated import CLIP_MODES, PoseNameTemplate
 from data_curation.records import AnnotationReject, CurationRecord
+from slp.cli_errors import UserError
 
 DEFAULT_POSE_NAMES = {"trimmed": "{video_id}", "raw": "{source_video}"}
 _TEMPLATE_FIELDS = {"video_id": "00000", "source_id": "00000", "source_video": "x", "gloss": "g", "label": 0,
@@ -64,23 +67,24 @@ def youtube_id(url: str) -> str | None:
     return candidate or None
 
 
+@register_adapter
 class WLASLAdapter(DatasetAdapter):
     name = "wlasl"
     sign_language = "ASL"
     text_language = "en"
+    source_kind = "web"
 
     def __init__(self, config, config_name: str = ""):
         super().__init__(config, config_name)
         self.clips = self.choice_option("clips", "trimmed", CLIP_MODES)
         self.pose_name = PoseNameTemplate(self.option("pose_name", DEFAULT_POSE_NAMES[self.clips]),
-                                          _TEMPLATE_FIELDS, self.name)
+                                          _TEMPLATE_FIELDS, self.config_name)
 
     def annotation_records(self) -> Iterator[CurationRecord | AnnotationReject]:
         path = self.annotation_file(self.option("annotation_file", "WLASL_v0.3.json"))
-        with open(path, encoding="utf-8") as f:
-            glosses = json.load(f)
+        glosses = self.read_json(path)
         if not isinstance(glosses, list):
-            raise ValueError(f"{self.name}: {path} holds a {type(glosses).__name__}, expected the list of "
+            raise UserError(f"{self.config_name}: {path} holds a {type(glosses).__name__}, expected the list of "
                              f"{{gloss, instances}} objects of WLASL_v0.3.json")
         seen: set[str] = set()
         for label, entry in enumerate(glosses):
@@ -119,14 +123,16 @@ class WLASLAdapter(DatasetAdapter):
         fields = dict(video_id=video_id, source_id=video_id, source_video=youtube_id(url) or video_id,
                       gloss=gloss, label=label, split=split, signer="" if signer is None else str(signer))
         frames: dict[str, int | None] = {}
+        start, end = instance.get("frame_start", 1), instance.get("frame_end", -1)
+        valid_range = (all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) and start >= 1
+                       and (end == -1 or end >= start))
         if self.clips == "raw":
-            start, end = instance.get("frame_start", 1), instance.get("frame_end", -1)
-            if not isinstance(start, int) or not isinstance(end, int) or start < 1 or (end != -1 and end < start):
+            if not valid_range:
                 return self.reject(split, video_id, "invalid_frame_range",
                                    f"{where}: frame_start {start!r}, frame_end {end!r} (1-based, inclusive, -1 = end)")
             frames = dict(frame_start=start - 1, frame_end=None if end == -1 else end)
+        elif valid_range and end != -1:
+            frames = dict(annotated_frames=end - start + 1)
         return self.record(split, video_id, self.pose_name.format(fields), signer=fields["signer"], gloss=gloss,
                            label=label, text=isolated_sentence(gloss, self.text_language), paired=True, **frames)
 
-
-ADAPTER = WLASLAdapter

@@ -6,17 +6,21 @@ resumed runs. A shard is written under a hidden temporary name in its folder and
 reader globbing ``*.tar`` never sees half a shard.
 
 Reading opens each shard with webdataset's ``gopen`` (local paths, ``file:``, ``pipe:``, ``http(s)``...) and
-walks the tar headers here: through Python's :mod:`tarfile`, as webdataset's iterator reads, a member costs about
-28 µs (most of it decoding header fields a sample does not use), two thirds of the whole pre-training loader's
-time, while taking only the name, size, type and checksum of a header costs under 5 µs (``benchmarks/loader.py``,
-rows (a) and (a')). Samples are grouped by key as webdataset does (the name up to the first dot of its last path
-component), and ustar, GNU (long names) and PAX archives read the same as through webdataset
-(``tests/test_shards.py``). A malformed sample or a truncated or corrupt tar is logged with its shard, key and
-reason, counted in :class:`ReadStats`, and skipped.
+walks the tar headers here: Python's :mod:`tarfile`, through which webdataset's iterator reads, decodes every
+header field although a sample needs only the name, size, type and checksum, and was most of the pre-training
+loader's time (``benchmarks/loader.py`` compares the two readers, rows (a) and (a')). Samples are grouped by
+key as webdataset does (the name up to the first dot of its last path component), and ustar, GNU (long names)
+and PAX archives read the same as through webdataset (``tests/test_shards.py``). A malformed sample or a truncated
+or corrupt tar is logged with its shard, key and reason, counted in :class:`ReadStats`, and skipped; the stats
+count the bytes read from the shard streams too.
+
+A reader that needs one dataset and split (fine-tuning) opens only the shards that hold it, by the
+``manifest.parquet`` curation writes beside the shards (:func:`shards_holding`).
 """
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import logging
@@ -31,14 +35,14 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from slp.data.schema import POSE_DTYPE, InvalidSample, Sample, SampleMeta, validate_pose
+from slp.data.schema import POSE_DTYPE, InvalidSample, Sample, SampleMeta, validate_sample
 
 logger = logging.getLogger(__name__)
 
-_VALID_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 DEFAULT_MAX_BYTES = 256 * 2**20
 
 
@@ -55,10 +59,8 @@ class ShardInfo:
 
 def encode_sample(sample: Sample) -> dict[str, bytes]:
     """The members of one sample: ``pose.npy``, ``json`` and, for paired samples, ``txt``."""
-    if not _VALID_KEY.match(sample.key):
-        raise ValueError(f"sample key {sample.key!r} must match [A-Za-z0-9_-]+ (WebDataset splits keys at dots)")
     pose = np.ascontiguousarray(sample.pose, dtype=POSE_DTYPE)
-    validate_pose(pose)
+    validate_sample(Sample(sample.key, pose, sample.meta))
     buf = io.BytesIO()
     np.save(buf, pose, allow_pickle=False)
     members = {
@@ -191,21 +193,31 @@ def decode_sample(raw: dict[str, Any]) -> Sample:
     if missing:
         raise InvalidSample(f"missing member(s) {missing}")
     try:
-        meta = SampleMeta.from_json(json.loads(raw["json"].decode("utf-8")))
-    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        data = json.loads(raw["json"].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidSample(f"unreadable json ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InvalidSample(f"json is a {type(data).__name__}, not an object")
+    try:
+        meta = SampleMeta.from_json(data)
+    except TypeError as exc:  # a required field missing
+        raise InvalidSample(f"json is not sample metadata ({exc})") from exc
     try:
         pose = load_npy(raw["pose.npy"])
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, TypeError, OSError, EOFError) as exc:  # TypeError: a header naming no dtype numpy knows
         raise InvalidSample(f"unreadable pose.npy ({exc})") from exc
     if pose.dtype != POSE_DTYPE:
         raise InvalidSample(f"pose dtype {pose.dtype}, expected {np.dtype(POSE_DTYPE)}")
-    validate_pose(pose)
-    if meta.paired:
+    if meta.paired is True:
         if "txt" not in raw:
             raise InvalidSample("paired sample without txt")
-        meta.text = raw["txt"].decode("utf-8")
-    return Sample(key=key, pose=pose, meta=meta)
+        try:
+            meta.text = raw["txt"].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidSample(f"unreadable txt ({exc})") from exc
+    sample = Sample(key=key, pose=pose, meta=meta)
+    validate_sample(sample)  # the schema the writer keeps: types, ranges, finite values
+    return sample
 
 
 @dataclass
@@ -216,6 +228,7 @@ class ReadStats:
     rejected: int = 0  # malformed samples in intact shards
     truncated_shards: int = 0
     lost_to_truncation: int = 0  # incomplete samples at the cut of a truncated shard
+    bytes_read: int = 0  # shard bytes read from the streams: tar headers and member data, padding included
     errors: list[dict[str, str]] = field(default_factory=list)
 
     def record(self, shard: str, key: str, reason: str) -> None:
@@ -264,19 +277,22 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
-def tar_members(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
+def tar_members(stream: BinaryIO, stats: ReadStats | None = None) -> Iterator[tuple[str, bytes]]:
     """``(name, data)`` of every regular file of a tar stream, in archive order.
 
     Directories, links and PAX global headers are skipped; GNU long names and PAX ``path`` / ``size`` records
     apply to the next member. Raises :class:`TarFormatError` when the stream ends inside the archive or a
-    header's checksum is wrong.
+    header's checksum is wrong. The bytes read are added to ``stats.bytes_read`` as they are read (once per
+    member: a counting wrapper around ``read`` would cost a Python call per read).
     """
     read = stream.read
+    stats = stats if stats is not None else ReadStats()
     long_name: str | None = None
     pax: dict[str, str] = {}
     while True:
         header = read(_BLOCK)
         if len(header) < _BLOCK or header == _ZERO_BLOCK:
+            stats.bytes_read += len(header)
             if header and header != _ZERO_BLOCK:
                 raise TarFormatError("stream ends inside a tar header")
             return  # end-of-archive marker, or a stream cut at a member boundary (see _is_complete_tar)
@@ -286,7 +302,7 @@ def tar_members(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
         except ValueError:
             raise TarFormatError("not a tar header (unreadable number field)") from None
         # The checksum is the byte sum of the header with its own field read as spaces. Adler-32's low half is
-        # 1 + that byte sum mod 65521: the comparison costs 0.1 µs where summing the bytes in Python costs 2.
+        # 1 + that byte sum mod 65521: one C call instead of a byte sum in Python.
         byte_sum = checksum - 8 * 32 + sum(header[148:156])
         if zlib.adler32(header) & 0xFFFF != (1 + byte_sum) % 65521:
             raise TarFormatError("not a tar header (checksum mismatch)")
@@ -295,6 +311,7 @@ def tar_members(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
             size = int(pax["size"])
         padded = -(-size // _BLOCK) * _BLOCK
         data = read(padded)
+        stats.bytes_read += _BLOCK + len(data)
         if len(data) < padded:
             raise TarFormatError("stream ends inside a tar member")
         data = data[:size] if padded != size else data
@@ -353,7 +370,7 @@ def iter_samples(urls: Iterable[str | Path], stats: ReadStats | None = None) -> 
             stats.record(url, "", "truncated tar (no end-of-archive marker)")
         try:
             with wds.gopen(url, "rb") as stream:
-                for raw in tar_samples(tar_members(stream), url):
+                for raw in tar_samples(tar_members(stream, stats), url):
                     key = raw["__key__"]
                     try:
                         sample = decode_sample(raw)
@@ -387,6 +404,8 @@ MANIFEST_SCHEMA = pa.schema(
         ("label", pa.int32()),
         ("source_id", pa.string()),
         ("signer", pa.string()),
+        ("pose_layout", pa.string()),
+        ("pose_estimator", pa.string()),
     ]
 )
 
@@ -408,6 +427,8 @@ def manifest_row(sample: Sample, shard: str) -> dict[str, Any]:
         "label": int(meta.label),
         "source_id": meta.source_id,
         "signer": meta.signer,
+        "pose_layout": meta.pose_layout,
+        "pose_estimator": meta.pose_estimator,
     }
 
 
@@ -443,6 +464,58 @@ def write_manifest(rows: Iterable[dict[str, Any]], path: str | Path) -> int:
 
 def read_manifest(path: str | Path) -> pa.Table:
     return pq.read_table(path)
+
+
+MANIFEST_NAME = "manifest.parquet"
+
+
+def expand_shards(patterns: list[str]) -> list[str]:
+    """The paths matching the glob ``patterns``, sorted, each once; no match at all is an error."""
+    paths = sorted({p for pattern in patterns for p in glob.glob(pattern)})
+    if not paths:
+        raise FileNotFoundError(f"no shard matches {patterns}")
+    return paths
+
+
+def find_manifest(shard_dir: str | Path) -> Path | None:
+    """The manifest of the shards in ``shard_dir``: in that folder, or in its parent (``<build>/shards/*.tar``)."""
+    folder = Path(shard_dir)
+    for candidate in (folder / MANIFEST_NAME, folder.parent / MANIFEST_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def shards_holding(patterns: list[str], dataset: str, split: str) -> list[str]:
+    """The shards matching ``patterns`` that hold samples of ``dataset`` (any dataset when empty) and ``split``.
+
+    The manifest beside each folder of shards says which those are, so a downstream split, a few shards of a large
+    build, costs the reads of its own shards only. Shards of a folder without a manifest, and shards its manifest
+    does not list, are all kept: what they hold is known only once they are read. Only the manifest's ``shard``,
+    ``dataset`` and ``split`` columns are read, batch by batch and as dictionaries (a few distinct strings over
+    millions of rows): memory grows with the number of shards, not of samples.
+    """
+    by_folder: dict[str, list[str]] = {}
+    for path in expand_shards(patterns):
+        by_folder.setdefault(os.path.dirname(path), []).append(path)
+    kept: list[str] = []
+    for folder, paths in by_folder.items():
+        manifest = find_manifest(folder)
+        if manifest is None:
+            kept += paths
+            continue
+        holding: set[str] = set()
+        listed: set[str] = set()
+        columns = ["shard", "dataset", "split"]
+        for batch in pq.ParquetFile(manifest, read_dictionary=columns).iter_batches(columns=columns):
+            shard = batch.column("shard")
+            wanted = pc.equal(batch.column("split"), split)
+            if dataset:
+                wanted = pc.and_(wanted, pc.equal(batch.column("dataset"), dataset))
+            holding.update(pc.unique(shard.filter(wanted)).to_pylist())
+            listed.update(pc.unique(shard).to_pylist())
+        kept += [p for p in paths if os.path.basename(p) in holding or os.path.basename(p) not in listed]
+    return sorted(kept)
 
 
 def write_summary(path: str | Path, data: dict[str, Any]) -> None:

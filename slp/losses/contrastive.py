@@ -5,17 +5,19 @@ Z = F_sign,i F_text,jᵀ (n × m); Ẑ = softmax over each row of Z (valid token
 valid rows of the row sums of Ẑ. The B × C matrix of m_ij is computed in chunks of sign samples, each chunk
 given an analytic backward that recomputes it, so peak memory is O(chunk · C · n · m) instead of
 O(B · C · n · m) with the same values. Negatives come from the global batch: features are gathered from every
-rank, keeping the gradient of the local slice (open_clip's convention).
+rank (:func:`global_infonce`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from slp.distributed import all_gather, all_gather_with_grad, max_sizes, pad_to, rank_and_world
 
 
 def _fine_grained_block(
@@ -87,50 +89,69 @@ def coarse_similarity(
     return F.normalize(mean(sign, sign_mask), dim=-1) @ F.normalize(mean(text, text_mask), dim=-1).T
 
 
-class SymmetricInfoNCE(nn.Module):
-    """Symmetric InfoNCE over a square similarity matrix, positives on the diagonal, learnable temperature."""
+class LearnableTemperature(nn.Module):
+    """τ of the symmetric InfoNCE (eq. 5), learnt as log τ and clamped to [min, max]."""
 
-    def __init__(self, temperature_init: float = 0.07, min_temperature: float = 0.01, max_temperature: float = 1.0):
+    def __init__(self, init: float = 0.07, minimum: float = 0.01, maximum: float = 1.0):
         super().__init__()
         # Shape (1,), not a scalar: DeepSpeed broadcasts parameters as byte views, which 0-dim tensors refuse.
-        self.log_temperature = nn.Parameter(torch.full((1,), math.log(temperature_init)))
-        self.min_log, self.max_log = math.log(min_temperature), math.log(max_temperature)
+        self.log_temperature = nn.Parameter(torch.full((1,), math.log(init)))
+        self.min_log, self.max_log = math.log(minimum), math.log(maximum)
 
-    @property
-    def temperature(self) -> torch.Tensor:
+    def forward(self) -> torch.Tensor:
         return self.log_temperature.clamp(self.min_log, self.max_log).exp()[0]
 
-    def forward(self, similarity: torch.Tensor) -> torch.Tensor:
-        logits = similarity / self.temperature
-        labels = torch.arange(similarity.shape[0], device=similarity.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+Similarity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _pad_to(x: torch.Tensor, sizes: list[int], value: float | bool) -> torch.Tensor:
-    pads: list[int] = []
-    for dim in reversed(range(x.dim())):
-        pads += [0, (sizes[dim] - x.shape[dim]) if dim < len(sizes) else 0]
-    return F.pad(x, pads, value=value) if any(pads) else x
+def global_infonce(
+    similarity: Similarity,
+    temperature: torch.Tensor,
+    sign: torch.Tensor,
+    sign_mask: torch.Tensor,
+    text: torch.Tensor,
+    text_mask: torch.Tensor,
+    paired: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric InfoNCE at ``temperature`` over the paired samples of the global batch (every rank's), as
+    ``(loss, value)``; ``similarity`` scores clips against texts (:func:`fine_grained_similarity` or
+    :func:`coarse_similarity`).
 
+    ``value`` is the loss of the whole global batch, detached and the same on every rank. ``loss`` is what this
+    rank back-propagates: its share, scaled so that the data-parallel average of the ranks' gradients (DDP,
+    DeepSpeed) is exactly the gradient of ``value``, whatever the number of ranks and however the paired samples
+    fall on them. Each rank scores its own paired clips against every paired text of the global batch (1/W of the
+    B × B similarity work) and all-gathers those rows with their gradient; the rows (clip → text) and columns
+    (text → clip) of its own pairs make its share, normalised by the global number of pairs. (open_clip's
+    default gathers features without gradient and has every rank compute the whole matrix: the contrastive
+    gradient then reaches the weights divided by W.)
 
-def gather_features(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Concatenate each tensor over all ranks (batch dim 0); the local slice keeps its gradient.
-
-    Ranks may hold different batch sizes and sequence lengths: every tensor is padded (zeros / False) to the
-    global maximum of its first two dimensions first, so masks mark padding as invalid. Without an initialised
-    process group (or with one rank) the tensors come back unchanged.
+    ``sign (b, n, d)``, ``sign_mask (b, n)``, ``text (b, m, d)``, ``text_mask (b, m)``, ``paired (b,)`` are this
+    rank's; ranks may hold different ``b``, ``n`` and ``m``. With fewer than two pairs in the global batch there
+    are no negatives: both are 0 and the graph still reaches the parameters.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensors
-    world, rank = dist.get_world_size(), dist.get_rank()
-    dims = torch.tensor([[t.shape[d] if d < t.dim() else 0 for d in range(2)] for t in tensors],
-                        device=tensors[0].device)
-    dist.all_reduce(dims, op=dist.ReduceOp.MAX)
-    out = []
-    for t, size in zip(tensors, dims.tolist()):
-        padded = _pad_to(t, size[: min(2, t.dim())], False if t.dtype == torch.bool else 0.0)
-        parts = [torch.empty_like(padded) for _ in range(world)]
-        dist.all_gather(parts, padded.detach().contiguous())
-        parts[rank] = padded
-        out.append(torch.cat(parts))
-    return tuple(out)
+    rank, world = rank_and_world()
+    paired = paired.bool()
+    if world > 1:  # pad to the global maximum shapes: padding samples are unpaired, padding clips / tokens invalid
+        (b, n), (_, m) = max_sizes(sign, text)
+        sign, sign_mask = pad_to(sign, (b, n), 0.0), pad_to(sign_mask, (b, n), False)
+        text, text_mask, paired = pad_to(text, (b, m), 0.0), pad_to(text_mask, (b, m), False), pad_to(paired, (b,))
+    rows = sign.shape[0]
+    pairs = all_gather(paired).nonzero().squeeze(1)  # global indices of the paired samples
+    if pairs.numel() < 2:
+        zero = 0.0 * (sign.sum() + text.sum() + temperature)
+        return zero, zero.detach()
+    texts = all_gather_with_grad(text)[pairs]
+    text_masks = all_gather(text_mask)[pairs]
+    mine = paired.nonzero().squeeze(1)
+    scores = similarity(sign[mine], sign_mask[mine], texts, text_masks)  # (own pairs, all pairs)
+    own_rows = scores.new_zeros(rows, len(pairs)).index_copy(0, mine, scores)
+    # (pairs, pairs), clip i → text j; the softmax in float32 under bf16 training
+    logits = all_gather_with_grad(own_rows)[pairs].float() / temperature.float()
+    labels = torch.arange(len(pairs), device=logits.device)
+    own = pairs // rows == rank
+    share = (F.cross_entropy(logits[own], labels[own], reduction="sum")
+             + F.cross_entropy(logits.T[own], labels[own], reduction="sum"))
+    value = (F.cross_entropy(logits.detach(), labels) + F.cross_entropy(logits.detach().T, labels)) / 2
+    return share * world / (2 * len(pairs)), value

@@ -1,9 +1,14 @@
 """Word error rate as sclite computes it, with the official gloss clean-up of the Phoenix evaluations.
 
-The alignment is a Levenshtein alignment with unit costs on integer (int64) matrices — ``uint8`` matrices, a
-common bug, overflow past 255 tokens — backtracked to count substitutions, deletions and insertions; on ties
-sclite's preference (correct/substitution, then deletion, then insertion) is used. Rates are percentages of
-the number of reference words.
+The alignment is sclite's (SCTK ``net_dp.c`` with ``word.c``'s ``wwd_WORD`` weights): a weighted edit distance
+with substitution 4, deletion 3, insertion 3, a correct word 0. Each cell keeps one back-pointer, chosen as
+sclite does: the diagonal (correct or substitution) when no dearer than both deletion and insertion, else the
+deletion when strictly cheaper than the insertion, else the insertion; the counts come from following these
+pointers back from the last cell. Plain Levenshtein (unit costs) gives the same total on almost every pair but
+often another split, and sclite's weights can even choose an alignment with more errors (5 substitutions weigh
+20; 3 deletions + 3 insertions, 18). Words are compared case-sensitively, as ``sclite -s`` does (sclite folds case by
+default; no two Phoenix glosses differ only in case); sclite's special words (``@``, ``(optional)`` ones) are not
+given special meaning. Rates are percentages of the number of reference words.
 
 ``cleanup`` applies an evaluation's gloss clean-up to hypotheses and references alike:
 
@@ -73,26 +78,43 @@ def clean_phoenix2014t(glosses: Sequence[str]) -> list[str]:
 CLEANUPS = {"phoenix2014": clean_phoenix, "phoenix2014t": clean_phoenix2014t, "csl-daily": list}
 
 
+_SUB, _DEL, _INS = 4, 3, 3  # sclite's word weights; a correct word costs 0
+_DIAGONAL, _DELETION, _INSERTION = 0, 1, 2
+
+
 def align_counts(reference: Sequence[str], hypothesis: Sequence[str]) -> tuple[int, int, int, int]:
-    """(correct, substitutions, deletions, insertions) of a minimum-edit alignment."""
+    """(correct, substitutions, deletions, insertions) of sclite's alignment of two word sequences."""
     n, m = len(reference), len(hypothesis)
-    cost = np.zeros((n + 1, m + 1), dtype=np.int64)
-    cost[:, 0] = np.arange(n + 1)
-    cost[0, :] = np.arange(m + 1)
+    # Python integers and lists: no overflow (the uint8 matrices of some ports wrap past 85 words at these
+    # weights), and element access is cheaper than on numpy arrays.
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    back = [[_INSERTION] * (m + 1) for _ in range(n + 1)]
+    for j in range(1, m + 1):
+        cost[0][j] = j * _INS
     for i in range(1, n + 1):
+        cost[i][0], back[i][0] = i * _DEL, _DELETION
+        word, above, row, pointers = reference[i - 1], cost[i - 1], cost[i], back[i]
         for j in range(1, m + 1):
-            diagonal = cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1])
-            cost[i, j] = min(diagonal, cost[i - 1, j] + 1, cost[i, j - 1] + 1)
+            diagonal = above[j - 1] + (0 if word == hypothesis[j - 1] else _SUB)
+            deletion = above[j] + _DEL
+            insertion = row[j - 1] + _INS
+            if diagonal <= deletion and diagonal <= insertion:
+                row[j], pointers[j] = diagonal, _DIAGONAL
+            elif deletion < insertion:
+                row[j], pointers[j] = deletion, _DELETION
+            else:
+                row[j], pointers[j] = insertion, _INSERTION
     correct = sub = dele = ins = 0
     i, j = n, m
     while i > 0 or j > 0:
-        if i > 0 and j > 0 and cost[i, j] == cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]):
+        step = back[i][j]
+        if step == _DIAGONAL:
             if reference[i - 1] == hypothesis[j - 1]:
                 correct += 1
             else:
                 sub += 1
             i, j = i - 1, j - 1
-        elif i > 0 and cost[i, j] == cost[i - 1, j] + 1:
+        elif step == _DELETION:
             dele += 1
             i -= 1
         else:

@@ -10,6 +10,7 @@ flattened group by group and projected to one manual and one non-manual frame fe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from slp.pose.layout import MANUAL_INDICES, NON_MANUAL_INDICES, NUM_POINTS, adja
 
 @dataclass
 class PoseEmbeddingConfig:
-    kind: str = "gcn"  # "gcn" | "linear" (Table XIX)
+    kind: Literal["gcn", "linear"] = "gcn"  # Table XIX
     channels: list[int] = field(default_factory=lambda: [64, 64, 128])  # GCN block widths
     manual_dim: int = 512
     non_manual_dim: int = 512

@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -39,7 +40,7 @@ class SignEncoderConfig:
     embedding: PoseEmbeddingConfig = field(default_factory=PoseEmbeddingConfig)
     manual: StreamConfig = field(default_factory=lambda: StreamConfig(width=1024))
     non_manual: StreamConfig = field(default_factory=lambda: StreamConfig(width=1536))
-    positions: str = "learned"  # "learned" | "sinusoidal"
+    positions: Literal["learned", "sinusoidal"] = "learned"
     max_frames: int = 256
     dropout: float = 0.1
     use_manual: bool = True  # Table XV ablations: switch a stream off

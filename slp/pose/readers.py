@@ -4,43 +4,83 @@ Every reader returns a :class:`PoseSequence`: ``(T, 133, 3)`` float32 pixel x, y
 frame size. A missing detection is confidence 0 with x = y = 0 — never NaN — so downstream code needs one
 rule only. Formats (chosen by name, or from the file suffix with ``format="auto"``):
 
-- ``pose``: ``.pose`` files of the pose-format library with the COCO-WholeBody 133 layout (MMPose,
-  OpenPifPaf); MediaPipe, OpenPose and other layouts are refused, naming what was found;
+- ``pose``: ``.pose`` files of the pose-format library: COCO-WholeBody 133 (MMPose, OpenPifPaf, ``slp-curate
+  extract``), MediaPipe Holistic (543 / 553 / 576 / 586 points) and OpenPose (137 points), the last two converted
+  to COCO-WholeBody 133 (:mod:`slp.pose.convert`); other layouts are refused, naming what was found;
+- ``openpose_json``: an OpenPose folder of per-frame ``*_keypoints.json`` (How2Sign's release), main signer,
+  converted the same way; it records no fps or frame size;
 - ``mmpose_json``: MMPose ``--save-predictions`` JSON (frames → instances → keypoints / keypoint_scores /
-  bbox). It carries no frame size or fps: pass them;
-- ``npy`` / ``npz``: arrays ``(T, 133, 2|3)`` (an ``.npz`` may also hold ``fps``, ``width``, ``height``);
+  bbox). It carries no frame size or fps. Each frame sits at its ``frame_id`` (0-based, as MMPose numbers
+  them), so a frame missing from the list keeps its time: it becomes a frame without detections, as does a
+  frame without instances;
+- ``npy`` / ``npz``: arrays ``(T, 133, 2|3)`` of real numbers (an ``.npz`` may also hold ``fps``, ``width``,
+  ``height``); complex, boolean or text arrays are refused;
 - ``pickle``: SLRT-style pickles ``name → (T, 133, 3)``, read only with ``allow_pickle=True`` since
   unpickling runs code from the file.
+
+Meaning of fps and frame size: a value the file records (``.pose`` header and body, ``.npz`` arrays) is the
+sequence's value: the coordinates are pixels of the video the estimator saw, at its frame rate. The ``fps`` /
+``width`` / ``height`` a caller passes are only used for what the file does not record (a recorded 0 means
+"unknown"); :attr:`PoseSequence.recorded` says which values came from the file, so a caller can compare them
+with what its annotations say. A recorded value that is negative or not a number is a corrupt file.
+
+Errors are :class:`PoseFormatError` (the message names the file); its subclasses say what kind of problem it is
+(:attr:`PoseFormatError.reason`): no such file or sequence, a readable file in another keypoint layout, values
+that are not real numbers, or anything else that makes the file unreadable.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pickle
+import zipfile
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from slp.pose.convert import COCO_WHOLEBODY, OPENPOSE, pose_provenance, pose_to_coco_wholebody, read_openpose_folder
 from slp.pose.layout import NUM_WHOLEBODY_POINTS, wholebody_to_79
 
-#: Components of a COCO-WholeBody 133 ``.pose`` file, in order, with their point counts.
-WHOLEBODY_POSE_COMPONENTS: tuple[tuple[str, int], ...] = (
-    ("BODY", 23), ("FACE", 68), ("LEFT_HAND", 21), ("RIGHT_HAND", 21)
-)
-
-
-#: Recognisable other layouts, by their first component's name, to say what a refused file holds.
-_KNOWN_LAYOUTS = {
-    "POSE_LANDMARKS": "MediaPipe Holistic",
-    "pose_keypoints_2d": "OpenPose",
-    "BODY_135": "OpenPose BODY_135",
-}
+#: A detected point lying more than this fraction of the frame size outside the frame (x / width below -0.5 or
+#: above 1.5, the same for y) is a failed detection, not a position: :func:`to_shard_pose` makes it missing.
+#: Real estimators put points somewhat outside the frame (a hand leaving it, MediaPipe's extrapolated body,
+#: legs below the frame edge: a quarter of the frame at most in ../shared/realdata), never this far.
+OUTSIDE_MARGIN = 0.5
+#: An MMPose frame_id beyond this many times the number of frames listed (plus a constant) is a corrupt file:
+#: keeping the time of such a gap would need an array that large.
+_MAX_GAP_FACTOR, _MAX_GAP_FRAMES = 10, 1000
+GEOMETRY_FIELDS = ("fps", "width", "height")
 
 
 class PoseFormatError(ValueError):
-    """A pose file that cannot be read as a 133-point COCO-WholeBody sequence; the message names the file."""
+    """A pose file that cannot be read as a 133-point COCO-WholeBody sequence; the message names the file.
+
+    ``reason`` is the curation reject reason of this kind of problem."""
+
+    reason = "unreadable_pose"
+
+
+class MissingPose(PoseFormatError):
+    """No such file, or no sequence of that name in a collection file."""
+
+    reason = "missing_pose_file"
+
+
+class UnsupportedLayout(PoseFormatError):
+    """A readable file whose keypoints are not the 133 COCO-WholeBody points (the message names what it holds)."""
+
+    reason = "unsupported_layout"
+
+
+class UnsupportedDtype(PoseFormatError):
+    """An array whose values are not real numbers (complex, boolean, text)."""
+
+    reason = "unsupported_dtype"
 
 
 @dataclass
@@ -52,6 +92,9 @@ class PoseSequence:
     width: int
     height: int
     source: str = ""
+    recorded: frozenset[str] = field(default_factory=frozenset)  # of GEOMETRY_FIELDS: those the file recorded
+    layout: str = COCO_WHOLEBODY  # the layout the file held, before conversion (slp.pose.convert.LAYOUTS)
+    estimator: str = ""  # the estimator that made it, name and version, when known
 
     @property
     def num_frames(self) -> int:
@@ -65,8 +108,9 @@ def clean_keypoints(xy: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     ``(0, 0, 0)``. Confidences above 1 (MMPose's heatmap scores reach 1.06) are clipped to 1 so they can serve as
     loss weights.
     """
-    xy = np.asarray(xy, dtype=np.float32)
-    conf = np.asarray(confidence, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf: missing below
+        xy = np.asarray(xy, dtype=np.float32)
+        conf = np.asarray(confidence, dtype=np.float32)
     valid = (conf > 0) & np.isfinite(conf) & np.isfinite(xy).all(axis=-1)
     out = np.zeros(xy.shape[:-1] + (3,), dtype=np.float32)
     out[..., :2] = np.where(valid[..., None], xy, 0.0)
@@ -74,23 +118,48 @@ def clean_keypoints(xy: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sized_sequence(keypoints: np.ndarray, path: Path, fmt: str, fps, width, height, source: str = "") -> PoseSequence:
-    """A sequence from a format that does not record fps / frame size: the caller must give them."""
-    for name, value in (("fps", fps), ("width", width), ("height", height)):
+def _recorded_number(value: Any, name: str, where: str) -> float | None:
+    """A geometry value a file records: a finite number >= 0 (0 = unknown → None); anything else is corrupt."""
+    array = np.asarray(value)
+    if array.size != 1 or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise PoseFormatError(f"{where}: recorded {name} {value!r} is not a number")
+    number = float(array.reshape(()))
+    if not math.isfinite(number) or number < 0:
+        raise PoseFormatError(f"{where}: recorded {name} {number} is not a positive number")
+    return number or None
+
+
+def _sequence(keypoints: np.ndarray, where: str, fmt: str, recorded: dict[str, float | None],
+              fallback: dict[str, float | None]) -> PoseSequence:
+    """The sequence with each of fps / width / height taken from the file when it records it, else from the
+    caller (see the module docstring); an integer frame size and a finite positive fps are required."""
+    values: dict[str, float] = {}
+    for name in GEOMETRY_FIELDS:
+        value = recorded.get(name)
         if value is None:
-            raise PoseFormatError(f"{path}: {fmt} files do not record the {name}; pass {name}=… (from the video)")
-    return PoseSequence(keypoints, float(fps), int(width), int(height), source or str(path))
+            value = fallback.get(name)
+        if value is None:
+            raise PoseFormatError(f"{where}: {fmt} files do not record the {name}; give it (the video's {name})")
+        values[name] = value
+    fps, width, height = (values[name] for name in GEOMETRY_FIELDS)
+    if not (isinstance(fps, (int, float)) and 0 < fps < math.inf):
+        raise PoseFormatError(f"{where}: fps {fps!r} is not a positive number")
+    for name, size in (("width", width), ("height", height)):
+        if not (isinstance(size, (int, float)) and size > 0 and float(size).is_integer()):
+            raise PoseFormatError(f"{where}: frame {name} {size!r} is not a positive integer")
+    return PoseSequence(keypoints, float(fps), int(width), int(height), where,
+                        frozenset(name for name in GEOMETRY_FIELDS if recorded.get(name) is not None))
 
 
-def _check_points(array: np.ndarray, path: Path) -> None:
+def _from_array(array: np.ndarray, where: str) -> np.ndarray:
+    """``(T, 133, 2|3)`` real numbers → cleaned ``(T, 133, 3)`` keypoints."""
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise UnsupportedDtype(f"{where}: values of type {array.dtype}; keypoints must be real numbers "
+                               f"(integer or floating point)")
     if array.ndim != 3 or array.shape[1] != NUM_WHOLEBODY_POINTS or array.shape[2] not in (2, 3):
-        raise PoseFormatError(
-            f"{path}: array of shape {array.shape} is not (T, {NUM_WHOLEBODY_POINTS}, 2|3) COCO-WholeBody keypoints"
+        raise UnsupportedLayout(
+            f"{where}: array of shape {array.shape} is not (T, {NUM_WHOLEBODY_POINTS}, 2|3) COCO-WholeBody keypoints"
         )
-
-
-def _from_array(array: np.ndarray, path: Path) -> np.ndarray:
-    _check_points(array, path)
     if array.shape[2] == 2:  # coordinates only: every finite point counts as detected
         conf = np.isfinite(array).all(axis=-1).astype(np.float32)
         return clean_keypoints(array, conf)
@@ -101,30 +170,33 @@ def read_pose_file(path: Path, fps=None, width=None, height=None) -> PoseSequenc
     """``.pose`` (pose-format) with the COCO-WholeBody 133 layout; person 0 of each frame."""
     from pose_format import Pose
 
+    raw = path.read_bytes()
     try:
-        pose = Pose.read(path.read_bytes())
+        pose = Pose.read(raw)
     except Exception as exc:  # pose-format raises bare struct / index errors on corrupt files
         raise PoseFormatError(f"{path}: not a readable .pose file ({type(exc).__name__}: {exc})") from exc
-    found = tuple((c.name, len(c.points)) for c in pose.header.components)
-    if found != WHOLEBODY_POSE_COMPONENTS:
-        total = sum(n for _, n in found)
-        described = ", ".join(f"{name}({n})" for name, n in found)
-        kind = _KNOWN_LAYOUTS.get(found[0][0] if found else "", "unknown")
-        raise PoseFormatError(
-            f"{path}: {kind} layout {described} ({total} points) is not COCO-WholeBody 133 "
-            f"(BODY(23), FACE(68), LEFT_HAND(21), RIGHT_HAND(21)); convert it with a 133-point estimator"
-        )
-    data = np.ma.getdata(pose.body.data)[:, 0, :, :2]
-    mask = np.ma.getmaskarray(pose.body.data)[:, 0, :, :2].any(axis=-1)
-    conf = np.where(mask, 0.0, np.asarray(pose.body.confidence)[:, 0])
+    try:
+        keypoints, layout = pose_to_coco_wholebody(pose)
+    except ValueError as exc:  # a layout no converter knows, or a body that does not match its header
+        raise UnsupportedLayout(f"{path}: {exc}") from None
     dims = pose.header.dimensions
-    return PoseSequence(
-        keypoints=clean_keypoints(data, conf),
-        fps=float(fps if fps is not None else pose.body.fps),
-        width=int(width if width is not None else dims.width),
-        height=int(height if height is not None else dims.height),
-        source=str(path),
-    )
+    where = str(path)
+    recorded = {"fps": _recorded_number(pose.body.fps, "fps", where),
+                "width": _recorded_number(dims.width, "width", where),
+                "height": _recorded_number(dims.height, "height", where)}
+    seq = _sequence(keypoints, where, ".pose", recorded, {"fps": fps, "width": width, "height": height})
+    provenance = pose_provenance(raw, layout)
+    return replace(seq, layout=provenance.layout, estimator=provenance.estimator)
+
+
+def read_openpose_json(path: Path, fps=None, width=None, height=None) -> PoseSequence:
+    """An OpenPose folder of per-frame JSON files (How2Sign), converted to COCO-WholeBody 133."""
+    try:
+        keypoints = read_openpose_folder(path)
+    except ValueError as exc:
+        raise PoseFormatError(f"{path}: {exc}") from None
+    seq = _sequence(keypoints, str(path), "OpenPose JSON", {}, {"fps": fps, "width": width, "height": height})
+    return replace(seq, layout=OPENPOSE, estimator="openpose")
 
 
 def _main_instance(instances: list[dict], previous_center: np.ndarray | None) -> dict:
@@ -148,60 +220,91 @@ def _main_instance(instances: list[dict], previous_center: np.ndarray | None) ->
     return max(instances, key=merit)
 
 
+def _frame_positions(frames: list[dict], path: Path) -> list[int]:
+    """Where each listed frame sits in time: its ``frame_id`` (0-based), or its position when none has one."""
+    ids = [frame.get("frame_id") for frame in frames]
+    if all(i is None for i in ids):
+        return list(range(len(frames)))
+    for i in ids:
+        if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+            raise PoseFormatError(f"{path}: frame_id {i!r} is not an integer >= 0")
+    if len(set(ids)) != len(ids):
+        twice = next(i for i in ids if ids.count(i) > 1)
+        raise PoseFormatError(f"{path}: frame_id {twice} appears twice")
+    if max(ids) >= _MAX_GAP_FACTOR * len(ids) + _MAX_GAP_FRAMES:
+        raise PoseFormatError(f"{path}: frame_id {max(ids)} with only {len(ids)} frames listed (a corrupt file)")
+    return ids
+
+
 def read_mmpose_json(path: Path, fps=None, width=None, height=None) -> PoseSequence:
-    """MMPose ``--save-predictions`` output; frames without an instance are all-missing."""
+    """MMPose ``--save-predictions`` output; frames without an instance, and frame ids the list skips, are
+    frames without detections."""
     try:
         frames = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PoseFormatError(f"{path}: not a JSON file ({exc})") from exc
     if isinstance(frames, dict) and "instance_info" in frames:  # MMPose's other dump layout
         frames = frames["instance_info"]
-    if not isinstance(frames, list):
-        raise PoseFormatError(f"{path}: expected a list of frames with 'instances', got {type(frames).__name__}")
-    frames = sorted(frames, key=lambda f: f.get("frame_id", 0))
-    out = np.zeros((len(frames), NUM_WHOLEBODY_POINTS, 3), dtype=np.float32)
+    if not isinstance(frames, list) or not all(isinstance(frame, dict) for frame in frames):
+        raise PoseFormatError(f"{path}: expected a list of frame objects with 'instances' (MMPose predictions)")
+    positions = _frame_positions(frames, path)
+    out = np.zeros((max(positions, default=-1) + 1, NUM_WHOLEBODY_POINTS, 3), dtype=np.float32)
     center = None
-    for t, frame in enumerate(frames):
+    for t, frame in sorted(zip(positions, frames), key=lambda pair: pair[0]):
         instances = frame.get("instances") or []
-        if not instances:
-            continue
-        inst = _main_instance(instances, center)
-        xy = np.asarray(inst["keypoints"], dtype=np.float32)
-        scores = np.asarray(inst["keypoint_scores"], dtype=np.float32)
+        try:
+            if not isinstance(instances, list) or not all(isinstance(inst, dict) for inst in instances):
+                raise TypeError("'instances' is not a list of objects")
+            if not instances:
+                continue
+            inst = _main_instance(instances, center)
+            xy = np.asarray(inst["keypoints"], dtype=np.float32)
+            scores = np.asarray(inst["keypoint_scores"], dtype=np.float32)
+            box = np.asarray(inst.get("bbox", [[0, 0, 0, 0]]), dtype=np.float64).reshape(-1)[:4]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PoseFormatError(f"{path}: frame {t} has no readable instance ({type(exc).__name__}: {exc})") from exc
         if xy.shape != (NUM_WHOLEBODY_POINTS, 2) or scores.shape != (NUM_WHOLEBODY_POINTS,):
-            raise PoseFormatError(
-                f"{path}: frame {frame.get('frame_id', t)} has keypoints {xy.shape} / scores {scores.shape}, "
-                f"expected ({NUM_WHOLEBODY_POINTS}, 2) / ({NUM_WHOLEBODY_POINTS},)"
+            raise UnsupportedLayout(
+                f"{path}: frame {t} has keypoints {xy.shape} / scores {scores.shape}, "
+                f"expected ({NUM_WHOLEBODY_POINTS}, 2) / ({NUM_WHOLEBODY_POINTS},) (COCO-WholeBody)"
             )
         out[t] = clean_keypoints(xy, scores)
-        box = np.asarray(inst.get("bbox", [[0, 0, 0, 0]]), dtype=np.float64).reshape(-1)[:4]
         center = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-    return _sized_sequence(out, path, "MMPose predictions JSON", fps, width, height)
+    seq = _sequence(out, str(path), "MMPose predictions JSON", {}, {"fps": fps, "width": width, "height": height})
+    return replace(seq, estimator="mmpose")
 
 
 def read_npy(path: Path, fps=None, width=None, height=None) -> PoseSequence:
     try:
         array = np.load(path, allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, OSError, EOFError) as exc:
         raise PoseFormatError(f"{path}: not a plain numpy array ({exc})") from exc
-    return _sized_sequence(_from_array(array, path), path, ".npy", fps, width, height)
+    if not isinstance(array, np.ndarray):  # np.load opens an .npz archive whatever its name
+        raise PoseFormatError(f"{path}: an .npz archive, not an .npy array")
+    return _sequence(_from_array(array, str(path)), str(path), ".npy", {}, {"fps": fps, "width": width,
+                                                                               "height": height})
 
 
 def read_npz(path: Path, fps=None, width=None, height=None) -> PoseSequence:
-    with np.load(path, allow_pickle=False) as data:
-        keys = [k for k in ("keypoints", "pose", "arr_0") if k in data]
-        if not keys:
-            raise PoseFormatError(f"{path}: no 'keypoints' array among {sorted(data.keys())}")
-        array = data[keys[0]]
-        stored = {k: float(data[k]) for k in ("fps", "width", "height") if k in data}
-    fps = fps if fps is not None else stored.get("fps")
-    width = width if width is not None else stored.get("width")
-    height = height if height is not None else stored.get("height")
-    return _sized_sequence(_from_array(array, path), path, ".npz (without fps / width / height arrays)", fps, width,
-                           height)
+    where = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise PoseFormatError(f"{path}: an .npy array, not an .npz archive")
+            keys = [k for k in ("keypoints", "pose", "arr_0") if k in data]
+            if not keys:
+                raise PoseFormatError(f"{path}: no 'keypoints' array among {sorted(data.keys())}")
+            array = data[keys[0]]
+            recorded = {k: _recorded_number(data[k], k, where) for k in GEOMETRY_FIELDS if k in data}
+    except PoseFormatError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise PoseFormatError(f"{path}: not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
+    return _sequence(_from_array(array, where), where, ".npz (without fps / width / height arrays)", recorded,
+                     {"fps": fps, "width": width, "height": height})
 
 
-def read_pickle_collection(path: str | Path, *, allow_pickle: bool) -> dict[str, np.ndarray]:
+def read_pickle_collection(path: str | Path, *, allow_pickle: bool) -> dict[str, Any]:
     """An SLRT-style pickle ``name → (T, 133, 3)``; unpickling runs code, hence the explicit opt-in."""
     path = Path(path)
     if not allow_pickle:
@@ -212,11 +315,24 @@ def read_pickle_collection(path: str | Path, *, allow_pickle: bool) -> dict[str,
     try:
         with open(path, "rb") as f:
             data = pickle.load(f)  # noqa: S301 - opted in above
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-        raise PoseFormatError(f"{path}: not a readable pickle ({exc})") from exc
+    except Exception as exc:  # a corrupt pickle raises whatever the unpickler trips on
+        raise PoseFormatError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict):
         raise PoseFormatError(f"{path}: expected a dict name → (T, 133, 3) array, got {type(data).__name__}")
     return data
+
+
+def collection_sequence(collection: dict[str, Any], key: str, path: str | Path, *, fps=None, width=None,
+                        height=None) -> PoseSequence:
+    """Sequence ``key`` of a pickle collection; collections record no fps or frame size, so they are given."""
+    where = f"{path}:{key}"
+    if key not in collection:
+        raise MissingPose(f"{path}: no sequence named {key!r} in this collection")
+    try:
+        array = np.asarray(collection[key])
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise UnsupportedLayout(f"{where}: not an array of keypoints ({exc})") from exc
+    return _sequence(_from_array(array, where), where, "pickle", {}, {"fps": fps, "width": width, "height": height})
 
 
 _READERS: dict[str, Callable[..., PoseSequence]] = {
@@ -224,6 +340,7 @@ _READERS: dict[str, Callable[..., PoseSequence]] = {
     "mmpose_json": read_mmpose_json,
     "npy": read_npy,
     "npz": read_npz,
+    "openpose_json": read_openpose_json,
 }
 _SUFFIX_FORMATS = {".pose": "pose", ".json": "mmpose_json", ".npy": "npy", ".npz": "npz"}
 POSE_FORMATS: tuple[str, ...] = (*_READERS, "pickle")
@@ -249,31 +366,37 @@ def read_pose(
     allow_pickle: bool = False,
     key: str | None = None,
 ) -> PoseSequence:
-    """Read one pose sequence; ``key`` selects a sequence inside a pickle collection (``allow_pickle`` needed)."""
+    """Read one pose sequence; ``fps`` / ``width`` / ``height`` serve where the file does not record them, ``key``
+    selects a sequence inside a pickle collection (``allow_pickle`` needed)."""
     path = Path(path)
-    fmt = format_for_path(path) if format == "auto" else format
+    if format == "openpose_json":  # a folder of per-frame files
+        if not path.is_dir():
+            raise MissingPose(f"{path}: no such OpenPose folder")
+        return read_openpose_json(path, fps, width, height)
     if not path.is_file():
-        raise PoseFormatError(f"{path}: no such pose file")
+        raise MissingPose(f"{path}: {'is a directory, not a pose file' if path.is_dir() else 'no such pose file'}")
+    fmt = format_for_path(path) if format == "auto" else format
     if fmt == "pickle":
         if key is None:
             raise PoseFormatError(f"{path}: a pickle collection needs the key of the sequence to read")
-        collection = read_pickle_collection(path, allow_pickle=allow_pickle)
-        if key not in collection:
-            raise PoseFormatError(f"{path}: no sequence named {key!r}")
-        return _sized_sequence(_from_array(np.asarray(collection[key]), path), path, "pickle", fps, width, height,
-                               f"{path}:{key}")
+        return collection_sequence(read_pickle_collection(path, allow_pickle=allow_pickle), key, path, fps=fps,
+                                   width=width, height=height)
     if fmt not in _READERS:
         raise PoseFormatError(f"{path}: unknown pose format {fmt!r}; known: {sorted(POSE_FORMATS)}")
-    seq = _READERS[fmt](path, fps, width, height)
-    if seq.width <= 0 or seq.height <= 0:
-        raise PoseFormatError(f"{path}: frame size {seq.width}x{seq.height} is not positive")
-    return seq
+    return _READERS[fmt](path, fps, width, height)
+
+
+def shard_pose_and_outside(seq: PoseSequence) -> tuple[np.ndarray, int]:
+    """The 79 kept points as float16 ``(T, 79, 3)`` (x / width, y / height, confidence; missing → 0, 0, 0) and
+    the number of detected points made missing for lying more than :data:`OUTSIDE_MARGIN` outside the frame."""
+    kept = wholebody_to_79(seq.keypoints).astype(np.float32)
+    out = kept / np.array([seq.width, seq.height, 1.0], dtype=np.float32)
+    detected = kept[..., 2] > 0
+    outside = detected & ((out[..., :2] < -OUTSIDE_MARGIN) | (out[..., :2] > 1 + OUTSIDE_MARGIN)).any(axis=-1)
+    out[~detected | outside] = 0.0
+    return out.astype(np.float16), int(outside.sum())
 
 
 def to_shard_pose(seq: PoseSequence) -> np.ndarray:
-    """The 79 kept points as float16 ``(T, 79, 3)``: x / width, y / height, confidence (missing → 0, 0, 0)."""
-    kept = wholebody_to_79(seq.keypoints).astype(np.float32)
-    scale = np.array([seq.width, seq.height, 1.0], dtype=np.float32)
-    out = kept / scale
-    out[kept[..., 2] <= 0] = 0.0
-    return out.astype(np.float16)
+    """The 79 kept points as float16 ``(T, 79, 3)``: see :func:`shard_pose_and_outside`."""
+    return shard_pose_and_outside(seq)[0]

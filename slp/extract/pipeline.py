@@ -1,0 +1,364 @@
+"""Videos → one COCO-WholeBody 133 ``.pose`` file per video, on one machine or on a Ray cluster.
+
+Per video (:func:`extract_video`, the same code on every engine): decode with PyAV, run the backend on batches of
+frames, associate people across frames and keep the main signer (:mod:`slp.extract.tracking`), write
+``<out>/<key>.pose`` (:func:`write_pose_file`). A video's key is its path relative to the video folder (or the
+list's folder) without the suffix, so ``DIR/a/b.mp4`` becomes ``OUT/a/b.pose``.
+
+The ``.pose`` file is pose-format v0.2, one person, the four components ``BODY(23) FACE(68) LEFT_HAND(21)
+RIGHT_HAND(21)`` with ``XYC`` points (what :func:`slp.pose.readers.read_pose` and the curation adapters read),
+the video's fps (float32) and frame size in the header, missing points as (0, 0, confidence 0), followed by a
+provenance trailer (:func:`slp.pose.convert.provenance_trailer`: the source layout and the estimator's name and
+version; pose-format headers have no field for them, and pose-format's reader stops before it). The bytes depend
+only on the video and the backend: the same on every engine and worker count.
+
+A run is resumable: a video whose ``.pose`` exists is skipped; a file is written under a hidden temporary name
+(``.<name>.<pid>.pose-tmp``) and renamed when complete, so a killed run leaves no partial ``.pose`` (the next
+run removes its temporaries). Failed videos (:data:`FAILURE_REASONS`) get no file, are listed in
+``failures.jsonl`` and are tried again by the next run. ``summary.json`` counts the videos and frames and the
+rates. Only one run at a time may write an output folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slp.extract.backends import Backend, BackendError, BackendSpec, BackendUnavailable
+from slp.extract.tracking import Detection, main_track
+from slp.pose.convert import Provenance, provenance_trailer
+from slp.pose.layout import PART_COLORS
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".mts", ".ts")
+#: Why a video has no ``.pose``: PyAV cannot read it, it decodes to no frame, nobody is detected in it, the
+#: estimator failed on it (its worker died, say), or anything else went wrong (the detail holds the traceback).
+FAILURE_REASONS = ("unreadable_video", "zero_frames", "no_person", "backend_error", "processing_error")
+FAILURES_LOG = "failures.jsonl"
+SUMMARY = "summary.json"
+TEMP_SUFFIX = ".pose-tmp"
+DEFAULT_BATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """A video to extract and the key of its output (``<out>/<key>.pose``)."""
+
+    path: str
+    key: str
+
+
+@dataclass
+class VideoResult:
+    key: str
+    video: str
+    status: str  # "extracted" or "failed"
+    frames: int = 0
+    reason: str = ""  # one of FAILURE_REASONS when failed
+    detail: str = ""
+    estimator: str = ""
+
+
+def list_videos(source: str | Path) -> list[VideoJob]:
+    """The videos of a folder (searched recursively for :data:`VIDEO_SUFFIXES`) or of a list file (one path a line,
+    relative to the list's folder; blank lines and ``#`` comments skipped), sorted by key.
+
+    Raises ``ValueError`` for a missing source or two videos with the same key (``a.mp4`` and ``a.mkv``).
+    """
+    source = Path(source)
+    if source.is_dir():
+        root = source
+        paths = [p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()]
+    elif source.is_file():
+        root = source.parent
+        lines = source.read_text(encoding="utf-8").splitlines()
+        paths = [root / line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    else:
+        raise ValueError(f"{source}: no such video folder or list file")
+    jobs: dict[str, VideoJob] = {}
+    for path in paths:
+        try:
+            relative = path.resolve().relative_to(root.resolve())
+        except ValueError:  # a listed video outside the list's folder: its name alone
+            relative = Path(path.name)
+        key = relative.with_suffix("").as_posix()
+        if key in jobs:
+            raise ValueError(f"{jobs[key].path} and {path} would both be written to {key}.pose")
+        jobs[key] = VideoJob(str(path), key)
+    return [jobs[key] for key in sorted(jobs)]
+
+
+def output_path(out_dir: str | Path, key: str) -> Path:
+    return Path(out_dir) / f"{key}.pose"
+
+
+def _components():
+    """pose-format header components of COCO-WholeBody 133 (the point names of MMPose's ``.pose`` files), with
+    the skeleton as limbs coloured by part."""
+    from pose_format.pose_header import PoseHeaderComponent
+
+    body_points = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                   "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                   "right_knee", "left_ankle", "right_ankle", "left_big_toe", "left_small_toe", "left_heel",
+                   "right_big_toe", "right_small_toe", "right_heel"]
+    body_limbs = [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+                  (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (15, 17), (15, 18),
+                  (15, 19), (16, 20), (16, 21), (16, 22)]
+    face_limbs = ([(i, i + 1) for i in range(16)] + [(i, i + 1) for i in range(17, 21)]
+                  + [(i, i + 1) for i in range(22, 26)] + [(i, i + 1) for i in range(27, 35)]
+                  + [(36 + i, 36 + (i + 1) % 6) for i in range(6)] + [(42 + i, 42 + (i + 1) % 6) for i in range(6)]
+                  + [(48 + i, 48 + (i + 1) % 12) for i in range(12)] + [(60 + i, 60 + (i + 1) % 8) for i in range(8)])
+    hand_limbs = [(0, f) for f in (1, 5, 9, 13, 17)] + [(f + k, f + k + 1) for f in (1, 5, 9, 13, 17) for k in range(3)]
+    parts = [("BODY", body_points, body_limbs, "body"), ("FACE", [f"face-{i}" for i in range(68)], face_limbs, "face"),
+             ("LEFT_HAND", [f"left_hand_{i}" for i in range(21)], hand_limbs, "left_hand"),
+             ("RIGHT_HAND", [f"right_hand_{i}" for i in range(21)], hand_limbs, "right_hand")]
+    return [PoseHeaderComponent(name, points, limbs, [PART_COLORS[color]] * len(limbs), "XYC")
+            for name, points, limbs, color in parts]
+
+
+def pose_file_bytes(keypoints: np.ndarray, fps: float, width: int, height: int, provenance: Provenance) -> bytes:
+    """The ``.pose`` bytes of ``(T, 133, 3)`` pixel keypoints (see the module docstring)."""
+    from pose_format import Pose
+    from pose_format.numpy.pose_body import NumPyPoseBody
+    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
+
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    missing = keypoints[..., 2] <= 0
+    xy = np.where(missing[..., None], 0.0, keypoints[..., :2]).astype(np.float32)[:, None]
+    confidence = np.where(missing, 0.0, keypoints[..., 2]).astype(np.float32)[:, None]
+    body = NumPyPoseBody(fps, np.ma.masked_array(xy, mask=np.repeat(missing[:, None, :, None], 2, axis=-1)),
+                         confidence)
+    header = PoseHeader(0.2, PoseHeaderDimensions(int(width), int(height), 0), _components())
+    buffer = io.BytesIO()
+    Pose(header, body).write(buffer)
+    return buffer.getvalue() + provenance_trailer(provenance)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a hidden temporary file in the same folder, renamed when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.stem}.{os.getpid()}{TEMP_SUFFIX}")
+    with open(temp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+def write_pose_file(path: Path, keypoints: np.ndarray, fps: float, width: int, height: int,
+                    provenance: Provenance) -> None:
+    write_atomic(path, pose_file_bytes(keypoints, fps, width, height, provenance))
+
+
+def _failed(job: VideoJob, reason: str, detail: str, frames: int = 0, estimator: str = "") -> VideoResult:
+    return VideoResult(job.key, job.path, "failed", frames, reason, detail, estimator)
+
+
+def extract_video(job: VideoJob, backend: Backend, out_dir: str | Path,
+                  batch_size: int = DEFAULT_BATCH_SIZE) -> VideoResult:
+    """Extract one video with a loaded backend and write its ``.pose``; a problem of this video (unreadable,
+    no frame, nobody in it, the estimator failing on it) is a failed :class:`VideoResult`, not an exception."""
+    import av
+
+    estimator = backend.estimator
+    try:
+        container = av.open(job.path)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        return _failed(job, "unreadable_video", f"{type(exc).__name__}: {exc}", estimator=estimator)
+    frames: list[list[Detection]] = []
+    size = (0, 0)
+    try:
+        with container:
+            if not container.streams.video:
+                return _failed(job, "unreadable_video", "no video stream", estimator=estimator)
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else 0.0  # 0: unknown, as the .pose readers take it
+            backend.start_video()
+            batch: list[np.ndarray] = []
+            for frame in container.decode(stream):
+                image = frame.to_ndarray(format="rgb24")
+                size = (image.shape[1], image.shape[0])
+                batch.append(image)
+                if len(batch) == batch_size:
+                    frames += backend.predict(batch)
+                    batch = []
+            if batch:
+                frames += backend.predict(batch)
+    except (av.error.FFmpegError, OSError) as exc:
+        return _failed(job, "unreadable_video", f"after {len(frames)} frames: {type(exc).__name__}: {exc}",
+                       len(frames), estimator)
+    except BackendError as exc:
+        return _failed(job, "backend_error", str(exc), len(frames), estimator)
+    if not frames:
+        return _failed(job, "zero_frames", "the video decodes to no frame", estimator=estimator)
+    if not any(frames):
+        return _failed(job, "no_person", f"nobody detected in {len(frames)} frames", len(frames), estimator)
+    keypoints = main_track(frames, *size)
+    write_pose_file(output_path(out_dir, job.key), keypoints, fps, size[0], size[1],
+                    Provenance(backend.layout, estimator))
+    return VideoResult(job.key, job.path, "extracted", len(frames), estimator=estimator)
+
+
+class VideoExtractor:
+    """One backend, built and loaded on first use, extracting videos one after another: what each local worker
+    process and each Ray actor holds."""
+
+    def __init__(self, spec: BackendSpec, out_dir: str | Path, batch_size: int = DEFAULT_BATCH_SIZE):
+        self.spec, self.out_dir, self.batch_size = spec, str(out_dir), batch_size
+        self.backend: Backend | None = None
+
+    def load(self) -> None:
+        if self.backend is None:
+            backend = self.spec.build()
+            backend.load()
+            self.backend = backend
+
+    def __call__(self, job: VideoJob) -> VideoResult:
+        self.load()
+        try:
+            return extract_video(job, self.backend, self.out_dir, self.batch_size)
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # one video's unexpected failure is logged with its traceback, the run goes on
+            return _failed(job, "processing_error", "".join(traceback.format_exception(exc)).strip(),
+                           estimator=self.backend.estimator)
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+
+_WORKER: VideoExtractor | None = None
+
+
+def _worker_init(spec: BackendSpec, out_dir: str, batch_size: int) -> None:
+    global _WORKER
+    _WORKER = VideoExtractor(spec, out_dir, batch_size)
+
+
+def _worker_extract(job: VideoJob) -> VideoResult:
+    return _WORKER(job)
+
+
+def iter_local(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch_size: int = DEFAULT_BATCH_SIZE,
+               workers: int = 1) -> Iterator[VideoResult]:
+    """Results as videos finish: in this process (``workers=1``) or in a pool of worker processes, each with its own
+    backend (spawned: estimators' thread pools and CUDA do not survive a fork)."""
+    if not jobs:
+        return
+    if workers <= 1:
+        extractor = VideoExtractor(spec, out_dir, batch_size)
+        try:
+            for job in jobs:
+                yield extractor(job)
+        finally:
+            extractor.close()
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init,
+                             initargs=(spec, str(out_dir), batch_size)) as pool:
+        pending = iter(jobs)
+        running = {pool.submit(_worker_extract, job) for job in _take(pending, 2 * workers)}
+        try:
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+                running |= {pool.submit(_worker_extract, job) for job in _take(pending, len(done))}
+        finally:
+            for future in running:
+                future.cancel()
+
+
+def _take(iterator: Iterator[VideoJob], n: int) -> list[VideoJob]:
+    out = []
+    for job in iterator:
+        out.append(job)
+        if len(out) == n:
+            break
+    return out
+
+
+def remove_temporaries(out_dir: str | Path) -> int:
+    """Delete the temporary files a killed run left (hidden ``*.pose-tmp``); returns how many."""
+    removed = 0
+    for path in Path(out_dir).rglob(f".*{TEMP_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def run_extraction(source_jobs: Iterable[VideoJob], out_dir: str | Path, spec: BackendSpec, *, engine: str = "local",
+                   workers: int = 1, batch_size: int = DEFAULT_BATCH_SIZE, ray_address: str | None = None,
+                   gpus_per_worker: float | None = None, progress: bool = True) -> dict:
+    """Extract every video of ``source_jobs`` without a ``.pose`` in ``out_dir`` yet, on the ``local`` engine or
+    ``ray`` (:mod:`slp.extract.ray_engine`); writes ``failures.jsonl`` and ``summary.json`` and returns the summary.
+
+    Raises :class:`BackendUnavailable` when the estimator cannot run here.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = list(source_jobs)
+    spec.build()  # an unknown backend fails here, before any worker starts
+    temporaries = remove_temporaries(out_dir)
+    todo = [job for job in jobs if not output_path(out_dir, job.key).exists()]
+    if engine == "local":
+        results = iter_local(todo, spec, out_dir, batch_size, workers)
+    elif engine == "ray":
+        from slp.extract.ray_engine import iter_ray
+
+        results = iter_ray(todo, spec, out_dir, batch_size, workers, address=ray_address,
+                           gpus_per_worker=gpus_per_worker)
+    else:
+        raise ValueError(f"unknown engine {engine!r}: local or ray")
+
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    done: list[VideoResult] = []
+    frames = 0
+    with tqdm(total=len(todo), unit="video", disable=not progress, dynamic_ncols=True) as bar:
+        for result in results:
+            done.append(result)
+            frames += result.frames
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(f"{len(done) / elapsed:.2f} videos/s, {frames / elapsed:.1f} frames/s", refresh=False)
+            bar.update()
+    seconds = time.perf_counter() - start
+    failures = sorted((r for r in done if r.status == "failed"), key=lambda r: r.key)
+    write_atomic(out_dir / FAILURES_LOG, "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in failures)
+                 .encode("utf-8"))
+    extracted = [r for r in done if r.status == "extracted"]
+    summary = {
+        "backend": spec.name,
+        "estimators": sorted({r.estimator for r in done if r.estimator}),
+        "engine": engine,
+        "workers": workers,
+        "videos": len(jobs),
+        "already_done": len(jobs) - len(todo),
+        "extracted": len(extracted),
+        "failed": len(failures),
+        "failures_by_reason": dict(sorted(Counter(r.reason for r in failures).items())),
+        "frames": frames,
+        "extracted_frames": sum(r.frames for r in extracted),
+        "seconds": round(seconds, 3),
+        "videos_per_second": round(len(done) / seconds, 3) if seconds > 0 else 0.0,
+        "frames_per_second": round(frames / seconds, 2) if seconds > 0 else 0.0,
+        "temporaries_removed": temporaries,
+    }
+    write_atomic(out_dir / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+    return summary

@@ -1,0 +1,82 @@
+"""The extraction on Ray: Ray Data reads the video list and runs the backend in an actor pool.
+
+Each actor holds one model (a :class:`~slp.extract.pipeline.VideoExtractor`) and extracts whole videos with the
+same :func:`~slp.extract.pipeline.extract_video` as the local engine, so the files are byte for byte the same;
+it writes them itself, so the output folder must be one every node of the cluster sees (a shared filesystem).
+Actors take one CPU each and, on clusters with GPUs, ``gpus_per_worker`` GPUs (default: 1 for the GPU backends
+``rtmlib`` and ``mmpose``, 0 for MediaPipe, which runs on CPU).
+
+``address`` joins a running cluster (``ray start --head`` on one machine, ``ray start --address=HEAD:6379`` on the
+others, then ``address="auto"`` or ``"HEAD:6379"``); without it a local cluster starts for this run and stops
+after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from slp.extract.backends import BackendSpec, BackendUnavailable
+from slp.extract.pipeline import VideoExtractor, VideoJob, VideoResult
+
+GPU_BACKENDS = ("rtmlib", "mmpose")
+#: Blocks per actor of the video list: enough that the pool stays busy to the end (a block is one actor task).
+_BLOCKS_PER_WORKER = 32
+UNAVAILABLE = "unavailable"  # the status of a result whose actor could not load the estimator
+
+
+class _RayExtractor:
+    """The actor's callable: a batch of videos (``path`` / ``key`` columns) → their results, one row each."""
+
+    def __init__(self, spec: BackendSpec, out_dir: str, batch_size: int):
+        self.extractor = VideoExtractor(spec, out_dir, batch_size)
+
+    def __call__(self, batch: dict) -> dict:
+        results = []
+        for path, key in zip(batch["path"], batch["key"]):
+            try:
+                results.append(self.extractor(VideoJob(str(path), str(key))))
+            except BackendUnavailable as exc:
+                # Returned, not raised: Ray would retry the actor, then lose the reason in its own error.
+                results.append(VideoResult(str(key), str(path), UNAVAILABLE, detail=str(exc)))
+        fields = ("key", "video", "status", "frames", "reason", "detail", "estimator")
+        return {name: [getattr(r, name) for r in results] for name in fields}
+
+
+def iter_ray(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch_size: int, workers: int, *,
+             address: str | None = None, gpus_per_worker: float | None = None) -> Iterator[VideoResult]:
+    """Results as the actors finish videos (``workers`` actors); see the module docstring."""
+    if not jobs:
+        return
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError(f"the ray engine needs Ray ({exc}): pip install 'ray[data]' (the slp[ray] extra)") from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the pipeline's own bar counts videos and frames
+        if gpus_per_worker is None:
+            has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+            gpus_per_worker = 1.0 if has_gpus and spec.name in GPU_BACKENDS else 0.0
+        items = [{"path": job.path, "key": job.key} for job in jobs]
+        dataset = ray.data.from_items(items, override_num_blocks=min(len(items), _BLOCKS_PER_WORKER * workers))
+        results = dataset.map_batches(
+            _RayExtractor, fn_constructor_kwargs={"spec": spec, "out_dir": str(out_dir), "batch_size": batch_size},
+            batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, num_gpus=gpus_per_worker,
+            batch_format="numpy",
+        )
+        for row in results.iter_rows():
+            if row["status"] == UNAVAILABLE:
+                raise BackendUnavailable(str(row["detail"]))
+            yield VideoResult(key=str(row["key"]), video=str(row["video"]), status=str(row["status"]),
+                              frames=int(row["frames"]), reason=str(row["reason"]), detail=str(row["detail"]),
+                              estimator=str(row["estimator"]))
+    finally:
+        if started_here:
+            ray.shutdown()

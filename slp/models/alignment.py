@@ -1,0 +1,98 @@
+"""Sign-text alignment, shared by pre-training (L_STC) and the retrieval head: projectors, clip pooling, the
+fine-grained (or coarse) similarity and the symmetric InfoNCE over the global batch (paper eq. 3-5, SPEC §4).
+
+F_sign = MLP(AvgPool_s(F_SE)) (n clips of s frames) and F_text = MLP(F_TE) (m tokens), both in d_e; clip i and
+text j score m_ij (:func:`slp.losses.contrastive.fine_grained_similarity`), and the loss is the symmetric InfoNCE
+at a learnable τ whose negatives are every other pair of the global batch, every rank's
+(:func:`slp.losses.contrastive.global_infonce`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slp.losses.contrastive import LearnableTemperature, coarse_similarity, fine_grained_similarity, global_infonce
+
+
+@dataclass
+class AlignmentConfig:
+    embed_dim: int = 512  # d_e
+    pool_window: int = 4  # s: frames averaged into one sign clip (Table XVI)
+    similarity: Literal["fine", "coarse"] = "fine"  # Table XVIII
+    temperature_init: float = 0.07
+    min_temperature: float = 0.01
+    max_temperature: float = 1.0
+    chunk_size: int = 32  # sign samples per block of the fine-grained matrix (bounds its memory)
+
+
+class ProjectionMLP(nn.Module):
+    """Two-layer MLP projector."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or out_dim
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def average_pool_clips(features: torch.Tensor, frame_mask: torch.Tensor, window: int):
+    """AvgPool_s over valid frames: ``(B, T, D)`` → clips ``(B, ceil(T / s), D)`` and their validity mask."""
+    b, t, d = features.shape
+    pad = (-t) % window
+    feats = F.pad(features * frame_mask[..., None], (0, 0, 0, pad)).reshape(b, -1, window, d)
+    counts = F.pad(frame_mask.to(features.dtype), (0, pad)).reshape(b, -1, window).sum(dim=-1)
+    return feats.sum(dim=2) / counts.clamp(min=1)[..., None], counts > 0
+
+
+class SignTextAlignment(nn.Module):
+    """Projects sign features ``(B, T, sign_dim)`` and text features ``(B, m, text_dim)`` into d_e and aligns them."""
+
+    def __init__(self, sign_dim: int, text_dim: int, cfg: AlignmentConfig):
+        super().__init__()
+        if cfg.similarity not in ("fine", "coarse"):
+            raise ValueError(f"similarity {cfg.similarity!r} is not 'fine' or 'coarse'")
+        self.cfg = cfg
+        self.sign_projector = ProjectionMLP(sign_dim, cfg.embed_dim)
+        self.text_projector = ProjectionMLP(text_dim, cfg.embed_dim)
+        self.temperature = LearnableTemperature(cfg.temperature_init, cfg.min_temperature, cfg.max_temperature)
+
+    def sign_embeddings(self, features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """F_sign ``(B, n, d_e)`` and its clip mask ``(B, n)``."""
+        clips, clip_mask = average_pool_clips(features, frame_mask, self.cfg.pool_window)
+        return self.sign_projector(clips), clip_mask
+
+    def text_embeddings(self, text_features: torch.Tensor) -> torch.Tensor:
+        """F_text ``(B, m, d_e)``."""
+        return self.text_projector(text_features)
+
+    def similarity(self, sign: torch.Tensor, sign_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                   chunk_size: int | None = None) -> torch.Tensor:
+        """``(B, C)`` scores of B clips' embeddings against C texts' (fine: in blocks of ``chunk_size`` clips)."""
+        if self.cfg.similarity == "coarse":
+            return coarse_similarity(sign, sign_mask, text, text_mask)
+        return fine_grained_similarity(sign, sign_mask, text, text_mask, chunk_size)
+
+    def forward(self, features: torch.Tensor, frame_mask: torch.Tensor, text_features: torch.Tensor,
+                text_mask: torch.Tensor, paired: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, value)`` of the symmetric InfoNCE over the paired samples of the global batch.
+
+        ``loss`` is this rank's share, scaled so that averaging the ranks' gradients (DDP, DeepSpeed) gives the
+        gradient of the global batch's loss; ``value`` is that loss, detached, the same on every rank.
+        ``paired (B,)`` (None: every sample) marks the samples with a text; the others take no part.
+        """
+        sign, sign_mask = self.sign_embeddings(features, frame_mask)
+        text = self.text_embeddings(text_features)
+        if paired is None:
+            paired = torch.ones(sign.shape[0], dtype=torch.bool, device=sign.device)
+
+        def similarity(s, sm, t, tm):
+            return self.similarity(s, sm, t, tm, self.cfg.chunk_size)
+
+        return global_infonce(similarity, self.temperature(), sign, sign_mask, text, text_mask.bool(), paired)
