@@ -53,6 +53,44 @@ def real_samples(realdata: Path, out: Path) -> dict:
     return {"shard": info.path, "samples": info.num_samples, "max_difference_pose_vs_json": agreement}
 
 
+def extract_real_video(realdata: Path, out: Path) -> dict:
+    """FOOTBALL.mp4 through the MediaPipe backend (when its venv is installed: `make mediapipe-venv`), rendered
+    as a contact sheet beside MMPose's points for the same frames."""
+    from PIL import Image
+
+    from slp.extract.backends import find_mediapipe_python
+
+    video = realdata / "videos" / "FOOTBALL.mp4"
+    if not video.is_file() or find_mediapipe_python() is None:
+        reason = f"{video} not found" if not video.is_file() else "no MediaPipe venv (make mediapipe-venv)"
+        print(f"   skipped: {reason}")
+        return {"skipped": reason}
+    (out / "extract").mkdir(parents=True, exist_ok=True)
+    (out / "extract" / "videos.txt").write_text(f"{video.resolve()}\n")
+    subprocess.run([sys.executable, "-m", "data_curation.cli", "extract", "--backend", "mediapipe", "--videos",
+                    str(out / "extract" / "videos.txt"), "--out", str(out / "extract" / "poses"), "--no-progress"],
+                   check=True)
+    if not (out / "extract" / "poses" / "FOOTBALL.pose").is_file():
+        failure = (out / "extract" / "poses" / "failures.jsonl").read_text().strip()
+        print(f"   extraction failed: {failure}")
+        return {"failed": failure}
+    extracted = read_pose(out / "extract" / "poses" / "FOOTBALL.pose")
+    mmpose = read_pose(realdata / "poses" / "FOOTBALL.mmpose_wholebody133.pose")
+    sheets = [render_contact_sheet(to_shard_pose(seq), out / "render" / f"football_{name}_sheet.png",
+                                   width=seq.width, height=seq.height, columns=3, frames=6)
+              for name, seq in (("mediapipe", extracted), ("mmpose", mmpose))]
+    left, right = (Image.open(p) for p in sheets)
+    beside = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
+    beside.paste(left, (0, 0))
+    beside.paste(right, (left.width, 0))
+    path = out / "render" / "football_mediapipe_beside_mmpose.png"
+    beside.save(path)
+    print(f"   {extracted.num_frames} frames extracted ({extracted.estimator}); wrote {path} "
+          f"(left: MediaPipe converted to COCO-WholeBody, right: MMPose)")
+    return {"pose": str(out / "extract" / "poses" / "FOOTBALL.pose"), "frames": extracted.num_frames,
+            "estimator": extracted.estimator, "render": str(path)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out")
@@ -116,6 +154,9 @@ def main() -> None:
     for paths in renders.values():
         for p in paths:
             print(f"   wrote {p}")
+
+    print("== 3b. poses from a real video: `slp-curate extract --backend mediapipe`, beside MMPose's points")
+    summary["extract"] = extract_real_video(realdata, out)
 
     print("== 4. pre-training `tiny` with DeepSpeed on 2 local ranks (about a minute on 2 CPU cores)")
     pretrain_out = out / "pretrain"

@@ -85,6 +85,16 @@ def _detection(keypoints: np.ndarray, scores: np.ndarray, box=None) -> Detection
     return Detection.from_keypoints(points, box) if points[:, 2].any() else None
 
 
+def package_version(name: str) -> str:
+    """The installed version of package ``name``, "unknown" when it is not installed (recorded models in tests)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def find_mediapipe_python() -> str | None:
     """The interpreter that runs MediaPipe: ``$SLP_MEDIAPIPE_PYTHON``, else ``.venv-mediapipe/bin/python`` of the
     checkout when it exists, else None."""
@@ -222,12 +232,7 @@ class RtmlibBackend(Backend):
         return f"rtmlib {self._version} {model}"
 
     def load(self) -> None:
-        try:
-            from importlib.metadata import version
-
-            self._version = version("rtmlib")
-        except Exception:  # recorded models in tests run without rtmlib installed
-            self._version = "unknown"
+        self._version = package_version("rtmlib")
         if self.model is not None:
             return
         try:
@@ -304,12 +309,7 @@ class MMPoseBackend(Backend):
         return f"mmpose {self._version} {self.pose2d}"
 
     def load(self) -> None:
-        try:
-            from importlib.metadata import version
-
-            self._version = version("mmpose")
-        except Exception:  # recorded inferencers in tests run without mmpose installed
-            self._version = "unknown"
+        self._version = package_version("mmpose")
         if self.inferencer is not None:
             return
         try:
