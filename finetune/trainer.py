@@ -207,4 +207,8 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
     if accelerator.is_main_process:
         write_summary(out / "metrics.json", results)
         print(task.results_table(results["dev"], results["test"]))
+    # Every rank leaves together and without a live process group: a rank exiting while the group's threads still
+    # run can abort ("terminate called without an active exception") and fail the launch after the work is done.
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
     return results

@@ -30,7 +30,7 @@ from pretrain.config import PretrainRunConfig
 from slp.cli_errors import UserError
 from slp.data.loader import PretrainLoader, PretrainStream, expand_shards
 from slp.data.shards import write_summary
-from slp.distributed import any_rank, barrier, rank_and_world
+from slp.distributed import any_rank, barrier, rank_and_world, shutdown
 from slp.models.pretraining import PretrainingModel
 from slp.text.mbart import FrozenTextEncoder
 
@@ -241,5 +241,5 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
         write_summary(out / "summary.json", summary)
         writer.close()
         log.close()
-    barrier(device)
+    shutdown(device)
     return summary

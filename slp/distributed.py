@@ -71,6 +71,13 @@ def barrier(device: torch.device) -> None:
         dist.barrier()
 
 
+def shutdown(device: torch.device) -> None:
+    """Wait for every rank, then destroy the process group (a rank exiting with it alive can abort at exit)."""
+    if dist.is_available() and dist.is_initialized():
+        barrier(device)
+        dist.destroy_process_group()
+
+
 def pad_to(x: torch.Tensor, sizes: list[int] | tuple[int, ...], value: float | bool = 0) -> torch.Tensor:
     """``x`` padded at the end of its leading dimensions to ``sizes`` (fill ``value``)."""
     pads: list[int] = []

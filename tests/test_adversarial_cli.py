@@ -127,7 +127,8 @@ CASES = [
                                          f"'workers']")),
     Case("pose_format_mp4", lambda t, r, c: (_build(write_config(t / "c.yaml", c), "datasets.wlasl.poses.format=mp4"),
                                              f"{t / 'c.yaml'}.datasets.wlasl.poses.format: expected one of ('auto', "
-                                             f"'pose', 'mmpose_json', 'npy', 'npz', 'pickle'), got 'mp4'")),
+                                             f"'pose', 'mmpose_json', 'npy', 'npz', 'openpose_json', 'pickle'), "
+                                             f"got 'mp4'")),
     Case("workers_not_a_number", lambda t, r, c: (_build(write_config(t / "c.yaml", c), "workers=many"),
                                                   f"{t / 'c.yaml'}.workers: expected an integer, got 'many'")),
     Case("override_without_value", lambda t, r, c: (_build(write_config(t / "c.yaml", c), "workers"),
