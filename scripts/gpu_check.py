@@ -218,12 +218,12 @@ class PaperStep:
         loss.backward()
         self.optimizer.step()
 
-    def seconds(self, steps: int, inputs=None) -> float:
+    def seconds(self, steps: int) -> float:
         self()
         synchronize(self.device)
         start = time.perf_counter()
         for _ in range(steps):
-            self(inputs)
+            self()
         synchronize(self.device)
         return (time.perf_counter() - start) / steps
 
@@ -244,16 +244,17 @@ def check_mfu(config: str, batch: int, steps: int, device: torch.device, dtype: 
     sheet = datasheet_peak(name) if device.type == "cuda" else None
     frames = step.cfg.data.max_frames
     print(f"(c) {name}: `{Path(config).stem}` step, batch {batch} × {frames} frames, {str(dtype).split('.')[-1]}: "
-          f"{flops / 1e12:.2f} TFLOP per step, {seconds * 1e3:.0f} ms → {achieved / 1e12:.1f} TFLOP/s; "
-          f"MFU {100 * achieved / measured:.1f} % of the measured matmul peak ({measured / 1e12:.1f} TFLOP/s)"
+          f"{flops / 1e12:.3g} TFLOP per step, {seconds * 1e3:.0f} ms → {achieved / 1e12:.3g} TFLOP/s; "
+          f"MFU {100 * achieved / measured:.1f} % of the measured matmul peak ({measured / 1e12:.3g} TFLOP/s)"
           + (f", {100 * achieved / sheet:.1f} % of the datasheet's {sheet / 1e12:.0f} TFLOP/s" if sheet else
              ", no datasheet peak known for this device"))
     return {"device": name, "flops_per_step": flops, "seconds_per_step": seconds, "achieved_flops": achieved,
             "matmul_peak": measured, "datasheet_peak": sheet, "samples_per_s": batch / seconds, "step": step}
 
 
-def check_loader(work: Path, shards: Path, mbart: Path, step: PaperStep, steps: int) -> dict:
-    """(d): loader rate per worker vs the model's consumption; end-to-end step rate vs model-only."""
+def check_loader(work: Path, shards: Path, mbart: Path, step: PaperStep, steps: int, step_seconds: float) -> dict:
+    """(d): loader rate per worker vs what the model consumes (a step of (c) takes ``step_seconds``); end-to-end
+    step rate vs model-only."""
     from transformers import MBartConfig, MBartModel
 
     from slp.data.loader import PretrainDataConfig, pretrain_batches
@@ -273,18 +274,28 @@ def check_loader(work: Path, shards: Path, mbart: Path, step: PaperStep, steps: 
     large = MBartConfig(vocab_size=len(tokenizer), d_model=cfg.model.text_dim, encoder_layers=12,
                         encoder_attention_heads=16, encoder_ffn_dim=4096, decoder_layers=1, pad_token_id=1)
     text_encoder = FrozenTextEncoder(MBartModel(large).get_encoder(), tokenizer).to(step.device, step.dtype)
-    model_only = step.seconds(steps)
-    synchronize(step.device)
+    device, dtype = step.device, step.dtype
+
+    def inputs(batch):
+        text = text_encoder(batch.input_ids, batch.text_mask)
+        return (batch.pose.to(device, dtype), batch.frame_mask.to(device), batch.joint_mask.to(device),
+                text.to(device, dtype), batch.text_mask.to(device), batch.paired.to(device))
+
+    # Model-only: the same kind of real batches, read and encoded beforehand, so both rates see the same shapes.
+    ready = [inputs(next(batches)) for _ in range(steps)]
+    step(ready[0])
+    synchronize(device)
+    start = time.perf_counter()
+    for prepared in ready:
+        step(prepared)
+    synchronize(device)
+    model_only = (time.perf_counter() - start) / steps
     start = time.perf_counter()
     for _ in range(steps):
-        batch = next(batches)
-        device, dtype = step.device, step.dtype
-        text = text_encoder(batch.input_ids, batch.text_mask)
-        step((batch.pose.to(device, dtype), batch.frame_mask.to(device), batch.joint_mask.to(device),
-              text.to(device, dtype), batch.text_mask.to(device), batch.paired.to(device)))
-    synchronize(step.device)
+        step(inputs(next(batches)))
+    synchronize(device)
     end_to_end = (time.perf_counter() - start) / steps
-    consumed = step.batch / model_only
+    consumed = step.batch / step_seconds
     print(f"(d) loader: {loader_rate:.0f} samples/s per worker; the model consumes {consumed:.0f} samples/s per GPU "
           f"→ {max(1, int(np.ceil(consumed / loader_rate)))} worker(s) per GPU keep up. End-to-end step (loader + "
           f"text encoder + model): {end_to_end * 1e3:.0f} ms vs model-only {model_only * 1e3:.0f} ms = "
@@ -326,7 +337,7 @@ def main() -> int:
         mfu = check_mfu(config, batch, steps, device, dtype)
         summary["mfu"] = {k: v for k, v in mfu.items() if k != "step"}
         stage = "(d) loader"
-        summary["loader"] = check_loader(work, shards, mbart, mfu["step"], steps)
+        summary["loader"] = check_loader(work, shards, mbart, mfu["step"], steps, mfu["seconds_per_step"])
     except Exception as exc:  # the first failure ends the check, named, with its cause
         print(f"gpu-check: FAILED at {stage}: {type(exc).__name__}: {exc}")
         return 1
