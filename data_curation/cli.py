@@ -5,6 +5,7 @@
     slp-curate fixtures --out runs/fixtures     # the nine datasets in their release formats, small, + a config
     slp-curate synthetic --out runs/synthetic [num_glosses=40 num_signers=12 ...]
     slp-curate render POSE_OR_SHARD --out runs/render/football [--key KEY] [--fps 25 --width 1280 --height 720]
+    slp-curate export-pose SHARD.tar --key KEY --out runs/KEY.pose   # a shard sample as a 79-point .pose
 
 A mistake in what you give (a config, a file, an option) is one line naming it, exit status 2
 (:mod:`slp.cli_errors`); a record that cannot be curated is a row of ``rejects.parquet`` and a count here.
@@ -83,9 +84,26 @@ def _synthetic(args: argparse.Namespace) -> None:
         print(f"  {name:<20} {count:>6}")
 
 
+def _shard_sample(path: Path, key: str | None):
+    """The sample ``key`` of the shard at ``path`` (its first valid sample when ``key`` is None)."""
+    from slp.data.shards import ReadStats, iter_samples
+
+    stats = ReadStats()
+    shard_log = logging.getLogger("slp.data.shards")
+    level = shard_log.level
+    shard_log.setLevel(logging.ERROR)  # the skipped samples are reported in the one error line below
+    try:
+        for sample in iter_samples([path], stats):
+            if key in (None, sample.key):
+                return sample
+    finally:
+        shard_log.setLevel(level)
+    skipped = f" ({len(stats.errors)} skipped, first: {stats.errors[0]['reason']})" if stats.errors else ""
+    raise UserError(f"{path}: no valid sample{' ' + key if key else ''} in this shard{skipped}")
+
+
 def _load_render_input(args: argparse.Namespace):
     """(pose (T, 79, 3) in shard coordinates, width, height, fps, name) from a pose file or a shard."""
-    from slp.data.shards import ReadStats, iter_samples
     from slp.pose.readers import PoseFormatError, read_pose, to_shard_pose
 
     path = Path(args.input)
@@ -93,19 +111,9 @@ def _load_render_input(args: argparse.Namespace):
     if problem is not None:
         raise UserError(f"{path}: {problem}")
     if path.suffix == ".tar":
-        stats = ReadStats()
-        shard_log = logging.getLogger("slp.data.shards")
-        level = shard_log.level
-        shard_log.setLevel(logging.ERROR)  # the skipped samples are reported in the one error line below
-        try:
-            for sample in iter_samples([path], stats):
-                if args.key in (None, sample.key):
-                    m = sample.meta
-                    return sample.pose, m.width, m.height, m.fps, sample.key
-        finally:
-            shard_log.setLevel(level)
-        skipped = f" ({len(stats.errors)} skipped, first: {stats.errors[0]['reason']})" if stats.errors else ""
-        raise UserError(f"{path}: no valid sample{' ' + args.key if args.key else ''} in this shard{skipped}")
+        sample = _shard_sample(path, args.key)
+        m = sample.meta
+        return sample.pose, m.width, m.height, m.fps, sample.key
     try:
         seq = read_pose(path, args.format, fps=args.fps, width=args.width, height=args.height,
                         allow_pickle=args.allow_pickle, key=args.key)
@@ -124,6 +132,21 @@ def _render(args: argparse.Namespace) -> None:
     animation = render_animation(pose, out.with_name(out.name + args.animation), width=width, height=height, fps=fps)
     sheet = render_contact_sheet(pose, out.with_name(out.name + "_sheet.png"), width=width, height=height)
     print(f"{name}: {len(pose)} frames → {animation}, {sheet}")
+
+
+def _export_pose(args: argparse.Namespace) -> None:
+    from slp.pose.export import write_pose_79
+
+    path = Path(args.shard)
+    problem = file_problem(path)
+    if problem is not None:
+        raise UserError(f"{path}: {problem}")
+    if Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: is a directory, not a file")
+    sample = _shard_sample(path, args.key)
+    m = sample.meta
+    out = write_pose_79(args.out, sample.pose, m.fps, m.width, m.height)
+    print(f"{sample.key}: {len(sample.pose)} frames, {m.width}x{m.height} at {m.fps} fps → {out}")
 
 
 def build_parser() -> ArgumentParser:
@@ -163,6 +186,12 @@ def build_parser() -> ArgumentParser:
     ren.add_argument("--allow-pickle", action="store_true", help="read SLRT pickles (they can run code)")
     ren.add_argument("--animation", choices=[".gif", ".mp4"], default=".gif")
     ren.set_defaults(run=_render)
+
+    exp = sub.add_parser("export-pose", help="write a shard sample as a pose-format .pose (79 named points, pixels)")
+    exp.add_argument("shard", help="a shard .tar")
+    exp.add_argument("--key", required=True, help="the sample's key inside the shard")
+    exp.add_argument("--out", required=True, help="the .pose file to write")
+    exp.set_defaults(run=_export_pose)
 
     ext = sub.add_parser("extract", help="poses from videos: one COCO-WholeBody 133 .pose per video")
     extract.add_arguments(ext)

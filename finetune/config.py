@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from slp.models.heatmap import HeatmapConfig
 from slp.models.sign_encoder import SignEncoderConfig
 from slp.models.stepnet import StepNetConfig
 from slp.text.mbart import DEFAULT_TEXT_ENCODER
@@ -66,11 +67,19 @@ class ISLRStepNetConfig(StepNetConfig):
 
 
 @dataclass
+class ISLRHeatmapConfig(HeatmapConfig):
+    # NLA-SLR's keypoint stream (slp.models.heatmap) in place of the pose encoder: the points rendered as heatmaps,
+    # read by a separable 3-D CNN (two laterally connected networks with two_clip); data.num_frames = 64 as VKNet
+    enabled: bool = False
+
+
+@dataclass
 class ISLRConfig:
     label_smoothing: float = 0.2
     num_classes: int = 0  # 0: 1 + the largest label of the training split
     nla: NLAConfig = field(default_factory=NLAConfig)
     stepnet: ISLRStepNetConfig = field(default_factory=ISLRStepNetConfig)
+    heatmap: ISLRHeatmapConfig = field(default_factory=ISLRHeatmapConfig)
 
 
 @dataclass

@@ -4,7 +4,7 @@
 :func:`finetune.data.sample_frames`), cross-entropy with label smoothing 0.2; metrics are per-instance and per-class
 top-1 / top-5 (paper Table III and Tables IV-VII).
 
-Options (``islr.nla.*``, ``islr.stepnet.*``; all off by default):
+Options (``islr.nla.*``, ``islr.stepnet.*``, ``islr.heatmap.*``; all off by default):
 
 - NLA-SLR (:mod:`slp.losses.nla`): language-aware label smoothing, inter-modality mixup with an auxiliary
   classifier, its integration into the classifier, intra-modality mixup. Gloss embeddings of the classes (glosses
@@ -12,6 +12,12 @@ Options (``islr.nla.*``, ``islr.stepnet.*``; all off by default):
   in the checkpoint and the class → gloss mapping in ``head.json``, so ``--eval-only`` never loads the text model.
 - StepNet (:mod:`slp.models.stepnet`) between the encoder and the classifier: the classifier reads StepNet's fused
   feature (the prediction, as in the paper) and every partial prediction adds its loss with the same targets.
+- NLA-SLR's keypoint stream (:mod:`slp.models.heatmap`) in place of the pose encoder: the collator gives the poses in
+  frame space (hands too, not in their own boxes), rendered as heatmaps on the model's device and read by a
+  separable 3-D CNN, VKNet's two laterally connected networks by default; the NLA-SLR options read its feature
+  (intra-modality mixup blends the heatmaps). The trainer's pose encoder is not used (``--pretrained`` is refused,
+  :func:`uses_pose_encoder`): the head keeps an empty module in its place, so the trainer's group of pre-trained
+  parameters is empty and the backbone, trained from scratch, learns at the head's rate.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from accelerate import PartialState
 from torch import nn
 
 from finetune.config import FinetuneConfig, NLAConfig
-from finetune.data import collate_poses
+from finetune.data import collate_poses, sample_frames
 from finetune.tasks import register_task
 from finetune.trainer import steps_per_epoch
 from slp.data.schema import Sample
@@ -37,6 +43,7 @@ from slp.losses.nla import (
     uniform_smoothing_targets,
 )
 from slp.metrics import islr_accuracy
+from slp.models.heatmap import HeatmapBackbone, HeatmapConfig
 from slp.models.sign_encoder import SignPoseEncoder
 from slp.models.stepnet import StepNet, StepNetConfig, masked_mean
 from slp.text.gloss_embeddings import text_encoder_embeddings, word_vector_embeddings
@@ -46,19 +53,41 @@ MAIN_METRIC = "per_instance_top1"
 HIGHER_IS_BETTER = True
 
 
+def uses_pose_encoder(cfg: FinetuneConfig) -> bool:
+    """The heatmap backbone replaces the pose encoder."""
+    return not cfg.islr.heatmap.enabled
+
+
 def keep(sample: Sample) -> bool:
     return sample.meta.label >= 0
 
 
+def collate_frame_poses(samples: list[Sample], num_frames: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, T, 79, 3)`` poses in frame space and ``(B, T)`` frame mask of the frames :func:`collate_poses` samples:
+    every point, hands included, at x / y in [-1, 1] of the frame (as normalisation maps the body), confidence
+    kept, missing points at 0. Heatmaps are drawn in image space, where the hands' own boxes would lose where they
+    are."""
+    clips = [torch.from_numpy(s.pose[sample_frames(len(s.pose), num_frames, train).numpy()]) for s in samples]
+    pose = torch.zeros(len(clips), max(len(c) for c in clips), 79, 3)
+    for i, c in enumerate(clips):
+        pose[i, : len(c)] = c
+    frame_mask = torch.arange(pose.shape[1])[None, :] < torch.tensor([len(c) for c in clips])[:, None]
+    seen = (pose[..., 2:] > 0).float()
+    return torch.cat([(pose[..., :2] * 2 - 1) * seen, pose[..., 2:]], dim=-1), frame_mask
+
+
 @dataclass
 class ISLRCollator:
-    """Samples → ``pose``, ``frame_mask`` (and ``labels`` in training) of ``num_frames`` sampled frames."""
+    """Samples → ``pose``, ``frame_mask`` (and ``labels`` in training) of ``num_frames`` sampled frames; the poses
+    are normalised, or in frame space with ``frame_space`` (the heatmap backbone)."""
 
     num_frames: int
     train: bool
+    frame_space: bool = False
 
     def __call__(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
-        pose, frame_mask = collate_poses(samples, self.num_frames, self.train)
+        collate = collate_frame_poses if self.frame_space else collate_poses
+        pose, frame_mask = collate(samples, self.num_frames, self.train)
         if not self.train:
             return {"pose": pose, "frame_mask": frame_mask}
         return {"pose": pose, "frame_mask": frame_mask, "labels": torch.tensor([s.meta.label for s in samples])}
@@ -67,11 +96,12 @@ class ISLRCollator:
 class ISLRHead(nn.Module):
     def __init__(self, encoder: SignPoseEncoder, num_classes: int, num_frames: int = 32,
                  label_smoothing: float = 0.2, *, nla: NLAConfig | None = None, stepnet: StepNetConfig | None = None,
-                 gloss_embeddings: torch.Tensor | None = None, glosses: list[str] | None = None,
-                 total_steps: int = 0):
-        """``gloss_embeddings`` ``(num_classes, D)`` (zero rows for classes without a gloss) and ``glosses`` are
-        needed by language-aware smoothing and inter-modality mixup; ``total_steps`` (the optimiser steps of the
-        whole training) sets the classifier-integration schedule."""
+                 heatmap: HeatmapConfig | None = None, gloss_embeddings: torch.Tensor | None = None,
+                 glosses: list[str] | None = None, total_steps: int = 0):
+        """``heatmap`` replaces the encoder by the heatmap backbone. ``gloss_embeddings`` ``(num_classes, D)`` (zero
+        rows for classes without a gloss) and ``glosses`` are needed by language-aware smoothing and inter-modality
+        mixup; ``total_steps`` (the optimiser steps of the whole training) sets the classifier-integration
+        schedule."""
         super().__init__()
         self.nla = nla or NLAConfig()
         if (self.nla.label_smoothing or self.nla.inter_mixup) and (gloss_embeddings is None or glosses is None):
@@ -79,9 +109,15 @@ class ISLRHead(nn.Module):
         if self.nla.classifier_integration and not self.nla.inter_mixup:
             raise ValueError("islr.nla.classifier_integration integrates the inter-modality mixup classifier: "
                              "turn on islr.nla.inter_mixup")
-        self.encoder = encoder
+        if heatmap is not None and stepnet is not None:
+            raise ValueError("islr.stepnet reads the pose encoder's features: it cannot run on islr.heatmap")
+        self.heatmap = HeatmapBackbone(heatmap, num_frames) if heatmap is not None else None
+        self.encoder = encoder if heatmap is None else nn.Module()
         self.stepnet = StepNet(stepnet, encoder, num_classes) if stepnet is not None else None
-        feature_dim = stepnet.width if stepnet is not None else encoder.output_dim
+        if self.heatmap is not None:
+            feature_dim = self.heatmap.output_dim
+        else:
+            feature_dim = stepnet.width if stepnet is not None else encoder.output_dim
         self.classifier = nn.Linear(feature_dim, num_classes)
         self.num_classes = num_classes
         self.num_frames = num_frames
@@ -101,8 +137,14 @@ class ISLRHead(nn.Module):
     def device(self) -> torch.device:
         return self.classifier.weight.device
 
-    def features(self, pose: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The ``(B, D)`` feature the classifier reads and StepNet's partial logits (none for the linear head)."""
+    def features(self, pose: torch.Tensor, frame_mask: torch.Tensor, mix: tuple[torch.Tensor, float] | None = None
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The ``(B, D)`` feature the classifier reads and StepNet's partial logits (none for the linear head);
+        ``mix`` = (partner, λ) of intra-modality mixup, applied to the backbone's input."""
+        if self.heatmap is not None:
+            return self.heatmap(pose, frame_mask, mix), {}
+        if mix is not None:
+            pose, frame_mask = mix_poses(pose, frame_mask, *mix)
         features = self.encoder(pose, frame_mask)
         if self.stepnet is None:
             return masked_mean(features, frame_mask), {}
@@ -120,24 +162,25 @@ class ISLRHead(nn.Module):
         return uniform_smoothing_targets(labels, self.num_classes, self.label_smoothing)
 
     def collator(self, train: bool) -> ISLRCollator:
-        return ISLRCollator(self.num_frames, train)
+        return ISLRCollator(self.num_frames, train, frame_space=self.heatmap is not None)
 
     def forward(self, pose: torch.Tensor, frame_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Training loss of a batch; intra-modality mixup draws λ and the partners from torch's RNG."""
         targets = self.targets(labels)
         hard = F.one_hot(labels, self.num_classes).float()
+        mix = None
         if self.nla.intra_mixup:
             alpha = torch.tensor(self.nla.intra_mixup_alpha)
             lam = float(torch.distributions.Beta(alpha, alpha).sample())
             partner = torch.randperm(len(labels)).to(self.device)
-            pose, frame_mask = mix_poses(pose, frame_mask, partner, lam)
+            mix = (partner, lam)
             targets = lam * targets + (1 - lam) * targets[partner]
             hard = lam * hard + (1 - lam) * hard[partner]
         if self.nla.classifier_integration:  # eq. 6: integrate, then this iteration's optimiser step
             momentum = integration_momentum(self.steps_done, self.total_steps, self.nla.integration_base)
             integrate_classifier(self.classifier, self.auxiliary_classifier, momentum)
         self.steps_done += 1
-        feature, partial_logits = self.features(pose, frame_mask)
+        feature, partial_logits = self.features(pose, frame_mask, mix)
         predictions = (self.classifier(feature), *partial_logits.values())
         loss = sum(F.cross_entropy(q.float(), targets) for q in predictions)
         if self.nla.inter_mixup:
@@ -222,8 +265,9 @@ def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample
     # The trainer's optimiser steps: M of the integration schedule.
     total_steps = cfg.optim.epochs * steps_per_epoch(len(train), cfg.optim.batch_size, PartialState().num_processes)
     stepnet = cfg.islr.stepnet if cfg.islr.stepnet.enabled else None
+    heatmap = cfg.islr.heatmap if cfg.islr.heatmap.enabled else None
     return ISLRHead(encoder, num_classes, cfg.data.num_frames, cfg.islr.label_smoothing, nla=nla, stepnet=stepnet,
-                    gloss_embeddings=embeddings, glosses=glosses, total_steps=total_steps)
+                    heatmap=heatmap, gloss_embeddings=embeddings, glosses=glosses, total_steps=total_steps)
 
 
 def results_table(dev: dict, test: dict) -> str:

@@ -8,7 +8,9 @@ A task is one head file in ``finetune/``, registered by name (:mod:`finetune.tas
 - ``build_head(cfg, encoder, train, state) -> nn.Module``: the head around the encoder. ``train`` is the training
   split (empty in ``--eval-only``); ``state`` is what the head's ``head_state()`` returned when it was trained
   (class count, vocabulary…), saved in ``head.json`` beside the checkpoint (:mod:`finetune.checkpoint`), else None;
-- ``MAIN_METRIC``, ``HIGHER_IS_BETTER`` (which dev metric picks the best epoch) and ``results_table(dev, test)``.
+- ``MAIN_METRIC``, ``HIGHER_IS_BETTER`` (which dev metric picks the best epoch) and ``results_table(dev, test)``;
+- optionally ``uses_pose_encoder(cfg) -> bool``: False when the configured head reads no pose encoder (then a
+  ``--pretrained`` encoder is refused rather than ignored).
 
 The head works on tensors, as Hugging Face models do:
 
@@ -53,6 +55,7 @@ from finetune.checkpoint import load_head_weights, read_head_record, save_head
 from finetune.config import FinetuneConfig, FinetuneOptimConfig
 from finetune.data import load_split
 from finetune.tasks import task_module
+from slp.cli_errors import UserError
 from slp.data.schema import Sample
 from slp.data.shards import write_summary
 from slp.models.sign_encoder import SignPoseEncoder
@@ -143,7 +146,9 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
     set_seed(cfg.seed, device_specific=True)
     out = Path(cfg.output)
     data = cfg.data
-    # Fail fast: the checkpoint, then the data, before a head loads its text model.
+    # Fail fast: the options, the checkpoint, then the data, before a head loads its text model.
+    if pretrained and not getattr(task, "uses_pose_encoder", lambda _: True)(cfg):
+        raise UserError(f"--pretrained {pretrained}: this {cfg.task} configuration does not use the pose encoder")
     record = read_head_record(checkpoint, cfg.task) if checkpoint else None
     dev = load_split(data.shards, data.dataset, data.dev_split, task.keep, data.labels)
     test = load_split(data.shards, data.dataset, data.test_split, task.keep, data.labels)

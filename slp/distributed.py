@@ -31,13 +31,6 @@ def rank_and_world() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def collective_device(local_rank: int | None = None) -> torch.device:
-    """The device a rank's collectives run on: its CUDA device under NCCL, else the CPU."""
-    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device() if local_rank is None else local_rank)
-    return torch.device("cpu")
-
-
 def check_device(*tensors: torch.Tensor) -> None:
     """Raise unless every tensor can enter a collective of the current process group (CUDA tensors under NCCL)."""
     if not is_distributed() or dist.get_backend() != "nccl":

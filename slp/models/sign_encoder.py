@@ -2,7 +2,9 @@
 
 F_SE = concat(manual encoder(manual frame features), non-manual encoder(non-manual frame features)), a
 ``t × (d1 + d2)`` sequence (paper §III-B). This is the object pre-training exports and every fine-tuning head
-starts from: :meth:`SignPoseEncoder.save_pretrained` writes ``model.safetensors`` and ``config.json``.
+starts from: :meth:`SignPoseEncoder.save_pretrained` writes ``model.safetensors``, ``config.json`` and a model card
+``README.md`` (:mod:`slp.models.model_card`); :meth:`SignPoseEncoder.from_pretrained` reads such a folder or a
+Hugging Face Hub repository.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -20,9 +23,11 @@ from torch import nn
 
 from slp.config import from_dict
 from slp.models.gcn import PoseEmbedding, PoseEmbeddingConfig
+from slp.models.model_card import render_model_card
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
 
 
 @dataclass
@@ -117,16 +122,32 @@ class SignPoseEncoder(nn.Module):
         out = torch.cat(streams, dim=-1)
         return out.masked_fill(~frame_mask[..., None], 0.0)
 
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def save_pretrained(self, directory: str | Path, *, pose_estimator: str = "",
+                        training_data: Mapping[str, Any] | None = None,
+                        metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and the model card ``README.md`` (a folder ready to upload
+        to the Hugging Face Hub); the keyword arguments go into the card (:func:`render_model_card`)."""
+        card = render_model_card(self.config, num_parameters=sum(p.numel() for p in self.parameters()),
+                                 output_dim=self.output_dim, pose_estimator=pose_estimator,
+                                 training_data=training_data, metrics=metrics)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, directory / WEIGHTS_NAME)
         (directory / CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
+        (directory / CARD_NAME).write_text(card, encoding="utf-8")
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> SignPoseEncoder:
-        directory = Path(directory)
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None) -> SignPoseEncoder:
+        """Load a :meth:`save_pretrained` folder, or a Hugging Face Hub repository id (``"org/name"``, at
+        ``revision``) when ``name_or_path`` is not an existing folder; the Hub download goes through
+        ``huggingface_hub``'s cache, so ``HF_HUB_OFFLINE=1`` loads a repository downloaded before."""
+        directory = Path(name_or_path)
+        if not directory.is_dir():
+            from huggingface_hub import snapshot_download
+
+            directory = Path(snapshot_download(str(name_or_path), revision=revision,
+                                               allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]))
         cfg = from_dict(SignEncoderConfig, json.loads((directory / CONFIG_NAME).read_text()), str(directory))
         model = cls(cfg)
         model.load_state_dict(load_file(directory / WEIGHTS_NAME))
