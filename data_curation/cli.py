@@ -23,12 +23,11 @@ from slp.cli_errors import ArgumentParser, UserError, file_problem, load_user_co
 
 
 def _build(args: argparse.Namespace) -> None:
-    from data_curation.config import CurateConfig, check_config
+    from data_curation.config import CurateConfig
     from data_curation.pipeline import ERRORS_LOG, build
 
     cfg = load_user_config(CurateConfig, args.config, args.overrides)
-    check_config(cfg, args.config)
-    summary = build(cfg)
+    summary = build(cfg, source=args.config)
     totals = summary["totals"]
     print(f"{totals['records_in']} records → {totals['written']} samples ({totals['paired']} paired) in "
           f"{summary['shards']} shards, {totals['rejected']} rejected; {summary['resumed_jobs']} of "
@@ -107,10 +106,9 @@ def _load_render_input(args: argparse.Namespace):
     from slp.pose.readers import PoseFormatError, read_pose, to_shard_pose
 
     path = Path(args.input)
-    problem = file_problem(path)
-    if problem is not None:
-        raise UserError(f"{path}: {problem}")
     if path.suffix == ".tar":
+        if problem := file_problem(path):
+            raise UserError(f"{path}: {problem}")
         sample = _shard_sample(path, args.key)
         m = sample.meta
         return sample.pose, m.width, m.height, m.fps, sample.key

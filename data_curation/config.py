@@ -5,7 +5,8 @@ Each entry of ``datasets`` is named by its mapping key, and that name is the dat
 entries may share an adapter (two releases of Phoenix-2014-T, say) and still give distinct keys.
 
 Enumerated fields are ``Literal`` types, so :func:`slp.config.load_config` refuses a value outside them when the
-file is loaded; :func:`check_config` checks what types cannot say (ranges, files that must exist).
+file is loaded; :func:`check_config` holds a config built in code to the same types, and checks what types cannot
+say (ranges, files and folders that must exist).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from slp.cli_errors import UserError
+from slp.cli_errors import UserError, file_problem, folder_problem
+from slp.config import ConfigError, from_dict, to_dict
+from slp.data.schema import SPLITS
 
 PoseFormat = Literal["auto", "pose", "mmpose_json", "npy", "npz", "openpose_json", "pickle"]
-Split = Literal["train", "dev", "test"]
+Split = Literal["train", "dev", "test"]  # a Literal for load_config and type checkers: the shard schema's SPLITS
+if typing.get_args(Split) != SPLITS:
+    raise AssertionError(f"config Split {typing.get_args(Split)} differs from the shard schema's SPLITS {SPLITS}")
 TextLanguage = Literal["", "en", "de", "zh"]
 
 
@@ -64,39 +68,41 @@ def _check(ok: bool, where: str, message: str) -> None:
 
 
 def _check_pose_source(source: PoseSourceConfig, where: str) -> None:
-    formats = typing.get_args(PoseFormat)
-    _check(source.format in formats, f"{where}.format", f"{source.format!r} is not one of {formats}")
     _check(0 < source.fps < math.inf, f"{where}.fps", f"must be a positive number, got {source.fps}")
     for name in ("width", "height"):
         _check(getattr(source, name) >= 0, f"{where}.{name}", f"must be >= 0 (0 = unknown), got "
                f"{getattr(source, name)}")
     _check(source.format != "pickle" or source.allow_pickle, f"{where}.allow_pickle", "format pickle reads pickles, "
            "which run code when loaded: set allow_pickle: true for a source you trust")
-    root = Path(source.root)
     if source.format == "pickle":
-        _check(root.is_file(), f"{where}.root", f"{root}: {'is a directory, not' if root.is_dir() else 'no such'} "
-               f"collection file (format: pickle reads one file)")
+        problem = file_problem(source.root)
+        _check(problem is None, f"{where}.root", f"{source.root}: {problem} (format: pickle reads one collection "
+               f"file)")
     else:
-        _check(root.exists(), f"{where}.root", f"{root}: no such folder")
+        problem = folder_problem(source.root)
+        _check(problem is None, f"{where}.root", f"{source.root}: {problem}")
 
 
 def check_config(cfg: CurateConfig, source: str = "curate config") -> None:
-    """Raise :class:`~slp.cli_errors.UserError` naming ``source`` and the option when a value is out of range,
-    the output is a file, or a pose source does not exist (a typo would otherwise reject every record as a missing
-    file)."""
-    output = Path(cfg.output)
-    _check(output.is_dir() or not output.exists(), f"{source}: output", f"{output}: is a file, not a folder")
+    """Raise :class:`~slp.cli_errors.UserError` naming ``source`` and the option when a value breaks its type (a
+    config built in code has not been through :func:`slp.config.load_config`) or is out of range, the output is a
+    file, or an annotation root or pose source does not exist (a typo would otherwise reject every record as a
+    missing file)."""
+    try:
+        from_dict(CurateConfig, to_dict(cfg), source)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    problem = folder_problem(cfg.output)
+    _check(problem in (None, "no such folder"), f"{source}: output", f"{cfg.output}: {problem}")
     _check(cfg.records_per_shard >= 1, f"{source}: records_per_shard", f"must be >= 1, got {cfg.records_per_shard}")
     _check(cfg.workers >= 1, f"{source}: workers", f"must be >= 1, got {cfg.workers}")
     _check(cfg.min_frames >= 1, f"{source}: min_frames", f"must be >= 1, got {cfg.min_frames}")
     _check(cfg.max_frames == 0 or cfg.max_frames >= cfg.min_frames, f"{source}: max_frames",
            f"must be 0 (no limit) or >= min_frames ({cfg.min_frames}), got {cfg.max_frames}")
-    splits = typing.get_args(Split)
     for name, dataset in cfg.datasets.items():
         where = f"{source}: datasets.{name}"
-        for key in ("splits", "exclude_splits"):
-            unknown = [s for s in getattr(dataset, key) if s not in splits]
-            _check(not unknown, f"{where}.{key}", f"{unknown} not among {splits}")
+        problem = folder_problem(dataset.annotation_root)
+        _check(problem is None, f"{where}.annotation_root", f"{dataset.annotation_root}: {problem}")
         _check_pose_source(dataset.poses, f"{where}.poses")
         if dataset.extra_hands is not None:
             _check_pose_source(dataset.extra_hands, f"{where}.extra_hands")

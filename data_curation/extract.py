@@ -69,23 +69,17 @@ def _backend_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the extraction; prints the summary and returns the exit status (0: every video is extracted or logged
-    as failed). Mistakes in the arguments and an estimator that cannot run here raise :class:`UserError`."""
-    from slp.extract.backends import BACKENDS, BackendSpec, BackendUnavailable
+def run(args: argparse.Namespace) -> None:
+    """Run the extraction and print the summary; returns None (exit status 0: every video is extracted or logged
+    as failed). Mistakes in the arguments, an unknown backend, an estimator that cannot run here and a missing Ray
+    for ``--engine ray`` raise :class:`UserError`."""
+    from slp.extract.backends import BackendSpec, BackendUnavailable
     from slp.extract.pipeline import FAILURES_LOG, SUMMARY, list_videos, run_extraction
 
-    if args.backend not in BACKENDS and ":" not in args.backend:
-        raise UserError(f"--backend {args.backend!r}: one of {', '.join(BACKENDS)} or package.module:factory")
     if args.workers < 1 or args.batch_size < 1:
         raise UserError("--workers and --batch-size must be at least 1")
     if args.engine == "local" and (args.ray_address or args.gpus_per_worker is not None):
         raise UserError("--ray-address and --gpus-per-worker need --engine ray")
-    if args.engine == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise UserError("--engine ray needs Ray: pip install 'ray[data]' (the slp[ray] extra)") from None
     try:
         jobs = list_videos(args.videos)
     except (ValueError, OSError) as exc:
@@ -105,4 +99,3 @@ def run(args: argparse.Namespace) -> int:
         reasons = ", ".join(f"{reason} {n}" for reason, n in summary["failures_by_reason"].items())
         print(f"failed: {reasons}; see {os.path.join(args.out, FAILURES_LOG)}")
     print(f"estimator: {', '.join(summary['estimators']) or '-'}; summary in {os.path.join(args.out, SUMMARY)}")
-    return 0

@@ -26,9 +26,9 @@ Scaling rules, each a design decision:
   records failed with a ``processing_error``; anything else is redone. Temporary files of a killed run are
   removed at start, and shards / sidecars of job indices beyond the current run (left by an earlier, larger
   input) at the end.
-- *Fail early*: the config is checked (:func:`~data_curation.config.check_config`) and every adapter opened
-  (registered name, annotation root, options) before the first record is read, so a mistake in the last
-  dataset of a config does not surface after hours of work.
+- *Fail early*: the config is checked (:func:`~data_curation.config.check_config`: types, ranges, annotation and
+  pose roots) and every adapter opened (registered name, options) before the first record is read, so a mistake
+  in the last dataset of a config does not surface after hours of work.
 
 Names and keys: a dataset entry's name in the config (``datasets:`` key) is the ``dataset`` of its samples and
 rows; its ``adapter`` only says how to read it. A sample key is made of the entry name, split and source id with
@@ -216,18 +216,15 @@ def sidecar_name(index: int) -> str:
 
 
 def open_adapters(cfg: CurateConfig) -> dict[str, DatasetAdapter]:
-    """Every dataset entry's adapter, opened now: an unknown adapter, a missing annotation root or a bad option is
-    a :class:`~slp.cli_errors.UserError` naming the entry, before any record is read."""
+    """Every dataset entry's adapter, opened now: an unknown adapter or a bad option is a
+    :class:`~slp.cli_errors.UserError` naming the entry, before any record is read (the annotation roots are
+    checked with the config, :func:`~data_curation.config.check_config`)."""
     adapters = {}
     for name, dataset in cfg.datasets.items():
         try:
             adapter_class = get_adapter(dataset.adapter)
         except UserError as exc:
             raise UserError(f"datasets.{name}.adapter: {exc}") from None
-        root = Path(dataset.annotation_root)
-        if not root.is_dir():
-            raise UserError(f"datasets.{name}.annotation_root: {root}: "
-                            f"{'is a file, not a folder' if root.exists() else 'no such folder'}")
         adapters[name] = adapter_class(dataset, name)
     return adapters
 
@@ -250,10 +247,10 @@ class KeyClaims:
 
     def claim(self, key: str, origin: str) -> tuple[str, Note | None]:
         """``key`` if it is free, else its suffixed form, with the ``key_collision`` warning."""
-        candidate, attempt = key, 0
+        candidate, attempt, suffix = key, 0, ""
         while (digest := self._digest(candidate)) in self._taken:
             attempt += 1
-            suffix = hashlib.sha1(origin.encode("utf-8")).hexdigest()[:8]
+            suffix = suffix or hashlib.sha1(origin.encode("utf-8")).hexdigest()[:8]
             candidate = f"{key}-{suffix}" + (f"-{attempt}" if attempt > 1 else "")
         self._taken.add(digest)
         if candidate == key:
@@ -311,13 +308,13 @@ def _read_sequence(path: Path, key: str | None, source: PoseSourceConfig, record
     fallback = {"fps": record.fps or source.fps, "width": record.width or source.width or None,
                 "height": record.height or source.height or None}
     fmt = format_for_path(path) if source.format == "auto" else source.format
-    problem = None if fmt == "openpose_json" else file_problem(path)  # that format is a folder of frames
-    if problem is not None:
+    if fmt != "pickle":
+        return read_pose(path, fmt, **fallback)  # it checks the file and reports I/O errors as PoseFormatError
+    # A collection is unpickled once per worker (cached), then each record takes its sequence from it.
+    if problem := file_problem(path):
         raise MissingPose(f"{path}: {problem}")
     try:
-        if fmt == "pickle":
-            return collection_sequence(_pickle_collection(str(path), source.allow_pickle), key, path, **fallback)
-        return read_pose(path, fmt, **fallback)
+        return collection_sequence(_pickle_collection(str(path), source.allow_pickle), key, path, **fallback)
     except OSError as exc:  # permissions, I/O errors
         raise PoseFormatError(f"{path}: {exc.strerror or exc}") from exc
 
@@ -473,7 +470,7 @@ def run_job(job: Job, output: str, settings: ProcessSettings) -> dict[str, Any]:
     out = Path(output)
     shard = shard_name(job.index) if samples else None
     if shard is not None:
-        write_shard(out / "shards" / shard, samples)
+        write_shard(out / "shards" / shard, samples, validate=False)  # curate_record validated each sample
     sidecar = {
         "fingerprint": job.fingerprint,
         "shard": shard,
@@ -567,10 +564,11 @@ def _run_jobs(jobs: Iterator[Job], output: Path, settings: ProcessSettings, work
             yield drain_one()
 
 
-def build(cfg: CurateConfig, records: Iterable[Item] | None = None) -> dict[str, Any]:
-    """Curate ``records`` (default: the config's adapters) into ``cfg.output``; returns the summary."""
+def build(cfg: CurateConfig, records: Iterable[Item] | None = None, *, source: str = "curate config") -> dict[str, Any]:
+    """Curate ``records`` (default: the config's adapters) into ``cfg.output``; returns the summary. ``source``
+    names the config in the messages of its mistakes (the config file's path)."""
     started = time.monotonic()
-    check_config(cfg)
+    check_config(cfg, source)
     items = iter_config_records(cfg) if records is None else iter(records)
     output = Path(cfg.output)
     (output / "shards").mkdir(parents=True, exist_ok=True)
@@ -620,23 +618,36 @@ def build(cfg: CurateConfig, records: Iterable[Item] | None = None) -> dict[str,
 
 
 def _merge(output: Path, num_jobs: int) -> dict[str, Any]:
-    """Stream the sidecars, in job order, into manifest.parquet, rejects.parquet, warnings.parquet and errors.log;
-    count as they pass."""
+    """Stream the sidecars, in job order and each read once, into manifest.parquet, rejects.parquet,
+    warnings.parquet and errors.log; count as they pass. The manifest rows stream through; the reject and warning
+    rows (few, and their tracebacks written out at once) are held until the pass ends."""
     counts: dict[str, Any] = {
         "written": Counter(), "paired": Counter(), "rejected": Counter(), "reasons": defaultdict(Counter),
         "warned": Counter(), "warning_reasons": defaultdict(Counter), "language": defaultdict(Counter),
         "shards": set(), "records": 0,
     }
+    reject_rows: list[dict[str, Any]] = []
+    warning_rows: list[dict[str, Any]] = []
 
-    def sidecars() -> Iterator[dict[str, Any]]:
+    def counted(rows: list[dict[str, Any]], total: str, by_reason: str) -> list[dict[str, Any]]:
+        for row in rows:
+            where = (row["dataset"], row["split"])
+            counts[total][where] += 1
+            counts[by_reason][where][row["reason"]] += 1
+        return rows
+
+    def manifest_rows(errors) -> Iterator[dict[str, Any]]:
         for index in range(num_jobs):
-            yield json.loads((output / "parts" / sidecar_name(index)).read_text(encoding="utf-8"))
-
-    def manifest_rows() -> Iterator[dict[str, Any]]:
-        for sidecar in sidecars():
+            sidecar = json.loads((output / "parts" / sidecar_name(index)).read_text(encoding="utf-8"))
             counts["records"] += sidecar["records"]
             if sidecar["shard"] is not None:
                 counts["shards"].add(sidecar["shard"])
+            for row in counted(sidecar["rejects"], "rejected", "reasons"):
+                if "traceback" in row:
+                    errors.write(f"{row['dataset']}/{row['split']} {row['source_id']} ({row['pose_path']}):\n"
+                                 f"{row.pop('traceback')}\n")
+                reject_rows.append(row)
+            warning_rows.extend(counted(sidecar["warnings"], "warned", "warning_reasons"))
             for row in sidecar["manifest"]:
                 where = (row["dataset"], row["split"])
                 counts["written"][where] += 1
@@ -647,29 +658,16 @@ def _merge(output: Path, num_jobs: int) -> dict[str, Any]:
                 language["frames"] += row["frames"]
                 yield row
 
-    def counted(part: str, total: str, by_reason: str, errors=None) -> Iterator[dict[str, Any]]:
-        for sidecar in sidecars():
-            for row in sidecar[part]:
-                where = (row["dataset"], row["split"])
-                counts[total][where] += 1
-                counts[by_reason][where][row["reason"]] += 1
-                if errors is not None and "traceback" in row:
-                    errors.write(f"{row['dataset']}/{row['split']} {row['source_id']} ({row['pose_path']}):\n"
-                                 f"{row['traceback']}\n")
-                yield row
-
-    samples = write_parquet_rows(manifest_rows(), output / "manifest.parquet", CURATED_MANIFEST_SCHEMA)
     errors_tmp = output / f".{ERRORS_LOG}.tmp"
     with open(errors_tmp, "w", encoding="utf-8") as errors:
-        rejected = write_parquet_rows(counted("rejects", "rejected", "reasons", errors), output / "rejects.parquet",
-                                      REJECTS_SCHEMA)
+        samples = write_parquet_rows(manifest_rows(errors), output / "manifest.parquet", CURATED_MANIFEST_SCHEMA)
     if errors_tmp.stat().st_size:
         os.replace(errors_tmp, output / ERRORS_LOG)
     else:  # no error in this build: none of an earlier one may stay
         errors_tmp.unlink()
         (output / ERRORS_LOG).unlink(missing_ok=True)
-    warned = write_parquet_rows(counted("warnings", "warned", "warning_reasons"), output / "warnings.parquet",
-                                REJECTS_SCHEMA)
+    rejected = write_parquet_rows(reject_rows, output / "rejects.parquet", REJECTS_SCHEMA)
+    warned = write_parquet_rows(warning_rows, output / "warnings.parquet", REJECTS_SCHEMA)
     stale = _remove_stale(output, num_jobs, counts["shards"])
     return {"_counts": counts, "samples": samples, "rejected": rejected, "warnings": warned,
             "shards": len(counts["shards"]), "stale_files_removed": stale}

@@ -17,20 +17,18 @@ import pyarrow.parquet as pq
 
 from slp.data.schema import SIGN_LANGUAGES
 from slp.data.shards import write_summary
+from slp.synthetic.corpus import DATASET as SYNTHETIC
 
-#: Dataset name of the procedural synthetic corpus (:mod:`slp.synthetic`), which no adapter reads.
-SYNTHETIC = "synthetic"
 _COLUMNS = ["dataset", "sign_language", "frames", "fps", "paired", "text"]
 
 
-def source_kind(adapter: str) -> str:
-    """Kind of recording behind a source (Table II's "sources" row): its adapter's ``source_kind``."""
+def source_kinds() -> dict[str, str]:
+    """Adapter name → kind of recording behind its source (Table II's "sources" row: the adapter's
+    ``source_kind``); the procedural synthetic corpus (:mod:`slp.synthetic`), which no adapter reads, is its own
+    kind. A name missing here is of kind "other"."""
     from data_curation.adapters import registered_adapters
 
-    if adapter == SYNTHETIC:
-        return SYNTHETIC
-    found = registered_adapters().get(adapter)
-    return found.source_kind if found is not None else "other"
+    return {name: cls.source_kind for name, cls in registered_adapters().items()} | {SYNTHETIC: SYNTHETIC}
 
 
 def manifest_stats(manifest: str | Path) -> dict[str, Any]:
@@ -43,6 +41,7 @@ def manifest_stats(manifest: str | Path) -> dict[str, Any]:
     found = sorted(set(table["sign_language"].to_pylist()))
     languages = [lang for lang in SIGN_LANGUAGES if lang in found] + [lang for lang in found
                                                                       if lang not in SIGN_LANGUAGES]
+    kinds = source_kinds()
     rows: dict[str, dict[str, Any]] = {}
     for language in [*languages, "total"]:
         if language == "total":
@@ -58,7 +57,7 @@ def manifest_stats(manifest: str | Path) -> dict[str, Any]:
             "unpaired": part.num_rows - paired.num_rows,
             "sentences": pc.count_distinct(paired["text"]).as_py() if paired.num_rows else 0,
             "hours": round(float(pc.sum(part_seconds).as_py() or 0.0) / 3600, 4),
-            "sources": sorted({source_kind(a) for a in set(part_adapters.to_pylist())}),
+            "sources": sorted({kinds.get(a, "other") for a in set(part_adapters.to_pylist())}),
             "datasets": datasets,
         }
     durations = seconds.to_numpy(zero_copy_only=False)

@@ -32,7 +32,6 @@ from torch import nn
 from finetune.config import FinetuneConfig, NLAConfig
 from finetune.data import collate_poses, sample_frames
 from finetune.tasks import register_task
-from finetune.trainer import steps_per_epoch
 from slp.data.schema import Sample
 from slp.losses.nla import (
     integrate_classifier,
@@ -100,8 +99,8 @@ class ISLRHead(nn.Module):
                  glosses: list[str] | None = None, total_steps: int = 0):
         """``heatmap`` replaces the encoder by the heatmap backbone. ``gloss_embeddings`` ``(num_classes, D)`` (zero
         rows for classes without a gloss) and ``glosses`` are needed by language-aware smoothing and inter-modality
-        mixup; ``total_steps`` (the optimiser steps of the whole training) sets the classifier-integration
-        schedule."""
+        mixup; ``total_steps`` (the optimiser steps of the whole training; the trainer sets it once its loader is
+        prepared) sets the classifier-integration schedule."""
         super().__init__()
         self.nla = nla or NLAConfig()
         if (self.nla.label_smoothing or self.nla.inter_mixup) and (gloss_embeddings is None or glosses is None):
@@ -262,12 +261,10 @@ def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample
             embeddings = gloss_embeddings(nla, glosses, languages)
         else:
             raise ValueError("islr.nla: no training split and no head.json beside the checkpoint to take glosses from")
-    # The trainer's optimiser steps: M of the integration schedule.
-    total_steps = cfg.optim.epochs * steps_per_epoch(len(train), cfg.optim.batch_size, PartialState().num_processes)
     stepnet = cfg.islr.stepnet if cfg.islr.stepnet.enabled else None
     heatmap = cfg.islr.heatmap if cfg.islr.heatmap.enabled else None
     return ISLRHead(encoder, num_classes, cfg.data.num_frames, cfg.islr.label_smoothing, nla=nla, stepnet=stepnet,
-                    heatmap=heatmap, gloss_embeddings=embeddings, glosses=glosses, total_steps=total_steps)
+                    heatmap=heatmap, gloss_embeddings=embeddings, glosses=glosses)
 
 
 def results_table(dev: dict, test: dict) -> str:

@@ -121,7 +121,9 @@ class RetrievalHead(nn.Module):
         """Each pair's F_sign ``(n, d_e)`` over its valid clips and F_text ``(m, d_e)`` over its valid tokens."""
         sign, sign_mask = self.alignment.sign_embeddings(self.encoder(pose, frame_mask), frame_mask)
         text = self.alignment.text_embeddings(self.text_features(input_ids, text_mask))
-        return [(s[sm].float().cpu(), t[tm].float().cpu()) for s, sm, t, tm in zip(sign, sign_mask, text, text_mask)]
+        # One copy to the host, then per-sample rows there (indexing on the device would sync once per sample).
+        sign, sign_mask, text, text_mask = (x.cpu() for x in (sign.float(), sign_mask, text.float(), text_mask))
+        return [(s[sm], t[tm]) for s, sm, t, tm in zip(sign, sign_mask, text, text_mask)]
 
     @torch.no_grad()
     def similarity_matrix(self, outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:

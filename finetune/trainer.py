@@ -9,6 +9,8 @@ A task is one head file in ``finetune/``, registered by name (:mod:`finetune.tas
   split (empty in ``--eval-only``); ``state`` is what the head's ``head_state()`` returned when it was trained
   (class count, vocabulary…), saved in ``head.json`` beside the checkpoint (:mod:`finetune.checkpoint`), else None;
 - ``MAIN_METRIC``, ``HIGHER_IS_BETTER`` (which dev metric picks the best epoch) and ``results_table(dev, test)``;
+- optionally a ``total_steps`` attribute on the head, which the trainer sets to the optimiser steps of the whole
+  training once its loader is prepared;
 - optionally ``uses_pose_encoder(cfg) -> bool``: False when the configured head reads no pose encoder (then a
   ``--pretrained`` encoder is refused rather than ignored).
 
@@ -16,8 +18,9 @@ The head works on tensors, as Hugging Face models do:
 
 - ``collator(train) -> callable``: turns a list of samples into a dict of tensors, the keyword arguments of
   ``forward`` (``train=True``) or of ``predict`` (``train=False``). It runs in the DataLoader's worker processes, so
-  it is a small picklable object that holds no weights, and it draws any randomness (ISLR's frames) from torch's RNG,
-  which the DataLoader seeds per worker from the seeded loader;
+  it is a small picklable object that holds no weights, and it draws any randomness (ISLR's frames) from torch's RNG:
+  in workers (``data.num_workers`` > 0) the DataLoader seeds it per (rank, worker) from the seeded loader; with no
+  workers it is the main process's RNG (``set_seed``), shared with dropout and the heads' own draws;
 - ``forward(**batch) -> loss``: the training loss of a batch (its randomness, ISLR's mixup, from torch's RNG too);
 - ``predict(**batch) -> list``: one picklable output per sample of an evaluation batch (class scores, a decoded
   sequence, a translation, embeddings), on the CPU;
@@ -37,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +63,8 @@ from slp.data.shards import write_summary
 from slp.models.sign_encoder import SignPoseEncoder
 
 BEST = "best.safetensors"
+
+
 def build_encoder(cfg: FinetuneConfig, pretrained: str | None) -> SignPoseEncoder:
     return SignPoseEncoder.from_pretrained(pretrained) if pretrained else SignPoseEncoder(cfg.encoder)
 
@@ -76,19 +80,13 @@ def parameter_groups(model: nn.Module, cfg: FinetuneConfig) -> list[dict]:
             {"params": head, "lr": cfg.optim.lr}]
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, optim: FinetuneOptimConfig, steps_per_epoch: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: FinetuneOptimConfig, epoch_steps: int):
     """The learning-rate schedule, stepped once per optimiser step: StepLR (× gamma every ``step_size`` epochs) or
     transformers' linear warm-up then cosine decay over all steps."""
     if optim.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, optim.step_size * max(steps_per_epoch, 1), optim.gamma)
-    total = max(optim.epochs * steps_per_epoch, 1)
+        return torch.optim.lr_scheduler.StepLR(optimizer, optim.step_size * max(epoch_steps, 1), optim.gamma)
+    total = max(optim.epochs * epoch_steps, 1)
     return get_scheduler("cosine", optimizer, num_warmup_steps=int(optim.warmup * total), num_training_steps=total)
-
-
-def steps_per_epoch(num_samples: int, batch_size: int, num_processes: int) -> int:
-    """Optimiser steps per epoch on every rank: the epoch's batches dealt round-robin, the last round topped up
-    (accelerate's ``even_batches``)."""
-    return math.ceil(math.ceil(num_samples / batch_size) / num_processes)
 
 
 def _seed_worker(worker_id: int, process_index: int, num_workers: int) -> None:
@@ -162,6 +160,9 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
         model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
         steps = len(loader)
         scheduler = build_scheduler(optimizer, cfg.optim, steps)
+        head = accelerator.unwrap_model(model)
+        if hasattr(head, "total_steps"):  # a head whose schedule follows training (ISLR's classifier integration)
+            head.total_steps = cfg.optim.epochs * steps
         writer = SummaryWriter(str(out / "tensorboard")) if accelerator.is_main_process else None
         bar = tqdm(total=cfg.optim.epochs * steps, desc=f"fine-tuning {cfg.task}", unit="step",
                    disable=not accelerator.is_main_process)
@@ -176,7 +177,7 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
                     accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                # The mean over ranks: the global batch's loss (retrieval's ranks each hold a share of it).
+                # The mean of the ranks' losses (for retrieval, whose ranks each hold a share, the global loss).
                 value = accelerator.reduce(loss.detach(), "mean").item()
                 step += 1
                 seen += len(next(iter(inputs.values()))) * accelerator.num_processes
@@ -188,7 +189,8 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
             head = accelerator.unwrap_model(model)
             # Buffers (batch-norm statistics) follow each rank's own batches: evaluate rank 0's, the ones saved.
             broadcast(list(head.buffers()))
-            metrics = evaluate(head, dev, batch)
+            with accelerator.autocast():  # predict bypasses the prepared forward: the run's precision, explicitly
+                metrics = evaluate(head, dev, batch)
             history.append({"epoch": epoch + 1, "loss": value, **metrics})
             improved = _improved(metrics[task.MAIN_METRIC], best, task.HIGHER_IS_BETTER)
             best = metrics[task.MAIN_METRIC] if improved else best
@@ -205,9 +207,10 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
         model = accelerator.unwrap_model(model)
     load_head_weights(model, checkpoint, record)
     model.to(accelerator.device)  # --eval-only never went through accelerator.prepare
+    with accelerator.autocast():
+        dev_metrics, test_metrics = evaluate(model, dev, batch), evaluate(model, test, batch)
     results = {"task": cfg.task, "checkpoint": checkpoint, "pretrained": pretrained,
-               "processes": accelerator.num_processes,
-               "dev": evaluate(model, dev, batch), "test": evaluate(model, test, batch),
+               "processes": accelerator.num_processes, "dev": dev_metrics, "test": test_metrics,
                "history": history, "head_state": model.head_state(), "config": dataclasses.asdict(cfg)}
     if accelerator.is_main_process:
         write_summary(out / "metrics.json", results)

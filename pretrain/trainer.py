@@ -28,9 +28,10 @@ from transformers import get_scheduler
 
 from pretrain.config import PretrainRunConfig
 from slp.cli_errors import UserError
-from slp.data.loader import PretrainLoader, PretrainStream, expand_shards
-from slp.data.shards import write_summary
+from slp.data.loader import PretrainLoader, PretrainStream, expand_shards, selected
+from slp.data.shards import find_manifest, write_summary
 from slp.distributed import any_rank, barrier, rank_and_world, shutdown
+from slp.models.model_card import training_data_from_manifest
 from slp.models.pretraining import PretrainingModel
 from slp.text.mbart import FrozenTextEncoder
 
@@ -39,15 +40,30 @@ LATEST = "latest"
 
 def count_samples(shards: list[str]) -> int:
     """Samples listed in the ``manifest.parquet`` beside the shards (curation and the synthetic corpus write one)."""
-    manifests = {Path(s).parent.parent / "manifest.parquet" for s in shards} | {
-        Path(s).parent / "manifest.parquet" for s in shards}
+    manifests = {find_manifest(Path(s).parent) for s in shards} - {None}
     names = {Path(s).name for s in shards}
-    total = 0
+    return sum(sum(1 for shard in pq.read_table(manifest, columns=["shard"])["shard"].to_pylist() if shard in names)
+               for manifest in manifests)
+
+
+def encoder_card(cfg: PretrainRunConfig) -> dict:
+    """What the exported encoder's model card states about its data (``save_pretrained``'s keywords): per-dataset
+    counts of the samples this run reads, by the manifests beside its shards, their sha256, and the estimators."""
+    shards = expand_shards(cfg.data.shards)
+    manifests = sorted({find_manifest(Path(s).parent) for s in shards} - {None})
+    if not manifests:
+        return {}
+    names = {Path(s).name for s in shards}
+
+    def read(row: dict) -> bool:
+        return row["shard"] in names and selected(cfg.data, row["dataset"], row["split"], row["key"])
+
+    estimators: set[str] = set()
     for manifest in manifests:
-        if manifest.is_file():
-            total += sum(1 for shard in pq.read_table(manifest, columns=["shard"])["shard"].to_pylist()
-                         if shard in names)
-    return total
+        if "pose_estimator" in pq.read_schema(manifest).names:
+            estimators.update(pq.read_table(manifest, columns=["pose_estimator"]).column(0).unique().to_pylist())
+    return {"training_data": training_data_from_manifest(manifests, read),
+            "pose_estimator": "; ".join(sorted(e for e in estimators if e))}
 
 
 def total_steps(cfg: PretrainRunConfig, world_size: int) -> int:
@@ -107,7 +123,7 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(engine, out: Path, step: int, rank: int, model: PretrainingModel,
-                    loader: PretrainLoader) -> Path:
+                    loader: PretrainLoader, card: dict) -> Path:
     ckpt = out / "checkpoints"
     tag = f"step{step:08d}"
     # `latest` is written last, once every rank's files are complete: a run killed at any moment resumes
@@ -116,7 +132,7 @@ def save_checkpoint(engine, out: Path, step: int, rank: int, model: PretrainingM
     torch.save({"step": step, "loader": loader.state_dict(), "rng": _rng_state()},
                ckpt / tag / f"rank{rank:03d}_state.pt")
     if rank == 0:
-        model.encoder.save_pretrained(ckpt / tag / "encoder")
+        model.encoder.save_pretrained(ckpt / tag / "encoder", **card)
     barrier(engine.device)
     if rank == 0:
         (ckpt / f".{LATEST}.tmp").write_text(tag)
@@ -195,6 +211,7 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
                             mask_ratio=cfg.loss.mask_ratio, state=loader_state)
     batches = iter(loader)
 
+    card = encoder_card(cfg) if rank == 0 else {}  # only rank 0 exports the encoder
     writer = SummaryWriter(str(out / "tensorboard")) if rank == 0 else None
     log = open_step_log(out / "steps.jsonl", start) if rank == 0 else None
     bar = tqdm(total=steps, initial=start, desc="pre-training", unit="step", disable=rank != 0)
@@ -225,7 +242,7 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
                 writer.add_scalar("train/samples_per_s", rate, step)
         stop = bool(stop_requested(engine.device))
         if step % cfg.checkpoint.every_steps == 0 or stop:
-            save_checkpoint(engine, out, step, rank, model, loader)
+            save_checkpoint(engine, out, step, rank, model, loader, card)
             if rank == 0:
                 prune_checkpoints(out, cfg.checkpoint.keep)
         if stop:
@@ -237,7 +254,7 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
         "seconds": time.time() - began, "world_size": world, "final": last, "config": asdict(cfg),
     }
     if rank == 0:
-        model.encoder.save_pretrained(out / "encoder")
+        model.encoder.save_pretrained(out / "encoder", **card)
         write_summary(out / "summary.json", summary)
         writer.close()
         log.close()

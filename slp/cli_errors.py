@@ -61,6 +61,27 @@ def file_problem(path: str | Path) -> str | None:
     return "no such file" if not path.exists() else "is not a regular file"
 
 
+def folder_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be used as a folder ("no such folder", "is a file, not a folder"), None when it can."""
+    path = Path(path)
+    if path.is_dir():
+        return None
+    return "no such folder" if not path.exists() else "is a file, not a folder"
+
+
+def read_user_text(path: str | Path, owner: str = "") -> str:
+    """The text of a file the user named (UTF-8, a BOM dropped); bytes that are not UTF-8 are a
+    :class:`UserError` naming the file (after ``owner: `` when given) and where the first bad byte is."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc, owner) from None
+
+
+def _not_utf8(path: str | Path, exc: UnicodeDecodeError, owner: str = "") -> UserError:
+    return UserError(f"{f'{owner}: ' if owner else ''}{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+
+
 def load_user_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     """:func:`slp.config.load_config`, raising :class:`UserError` for a missing or unreadable file, a YAML
     syntax error (with its line and column), a tag YAML may not construct (``!!python/…``: configs are loaded
@@ -76,7 +97,7 @@ def load_user_config(cls: type[T], path: str | Path | None, overrides: list[str]
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: invalid YAML ({exc})") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     except OSError as exc:
         raise UserError(f"{path}: {exc.strerror or exc}") from None
     except ConfigError as exc:

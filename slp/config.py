@@ -22,6 +22,16 @@ class ConfigError(ValueError):
     """A config file or override does not match its dataclass."""
 
 
+def is_int(value: Any) -> bool:
+    """An int but not a bool (YAML / JSON ``true`` is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or a float but not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -61,11 +71,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if is_int(value):
             return value
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if is_number(value):
             return float(value)
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:
@@ -76,7 +86,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if is_number(value):
             return str(value)
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     if typing.get_origin(tp) is typing.Literal:

@@ -6,19 +6,30 @@
 - :class:`RecordedInferencer` / :class:`RecordedWholebody`: MMPose's ``MMPoseInferencer`` and rtmlib's ``Wholebody``
   replaced by recorded outputs (MMPose's own predictions for ../shared/realdata/videos), looked up by the frame's
   pixels, so they answer exactly what the model answered for that frame.
+- :func:`unavailable`: skip a test whose optional engine (MediaPipe, Ray) is missing, but fail in CI.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from slp.extract.backends import Backend
 from slp.extract.tracking import Detection
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a developer's machine without an optional engine (MediaPipe's venv, Ray); fail in CI, whose `make
+    test` installs them (a skip there would hide a broken install). Works at module level too."""
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def decoded_frames(video: str | Path) -> list[np.ndarray]:

@@ -156,7 +156,7 @@ CASES = [
         f"datasets.wlasl.adapter: unknown dataset adapter 'wlasl2'; registered: {REGISTERED}")),
     Case("missing_annotation_root", lambda t, r, c: (
         _build(write_config(t / "c.yaml", c, datasets__wlasl__annotation_root=str(t / "gone"))),
-        f"datasets.wlasl.annotation_root: {t / 'gone'}: no such folder")),
+        f"{t / 'c.yaml'}: datasets.wlasl.annotation_root: {t / 'gone'}: no such folder")),
     Case("missing_config_argument", lambda t, r, c: (
         ["build"], "the following arguments are required: --config (see slp-curate build --help)")),
     # annotation files and options that stop a whole dataset

@@ -27,10 +27,6 @@ from slp.data.shards import iter_samples
 from tests.test_curation_pipeline import build_output_files
 
 
-def _keypoints(frames: int, seed: int, width: int, height: int) -> np.ndarray:
-    return fixture_keypoints(frames, seed, width, height)
-
-
 def _append_lines(path: Path, lines: list[str], eol: str = "\n") -> None:
     text = path.read_bytes().decode("utf-8")
     if text and not text.endswith(eol):
@@ -51,7 +47,7 @@ def plant_wlasl(root: Path) -> None:
         with open(poses / f"{video_id}.npz", "wb") as f:
             np.savez(f, keypoints=keypoints, fps=25.0, width=640, height=480)
 
-    good = _keypoints(20, 900, 640, 480)
+    good = fixture_keypoints(20, 900, 640, 480)
     npz("90001", good.astype(np.complex64))
     npz("90002", np.full_like(good, np.nan))
     outside = good.copy()
@@ -61,7 +57,7 @@ def plant_wlasl(root: Path) -> None:
     (poses / "90005.npz").mkdir()
     npz("90008", good)
     npz("clip.1", good)
-    npz("clip-1", _keypoints(20, 901, 640, 480))
+    npz("clip-1", fixture_keypoints(20, 901, 640, 480))
     glosses.append({"gloss": "plant", "instances": [
         instance("90001"), instance("90002"), instance("90003"), instance("90004"), instance("90005"),
         instance(90006), instance("90007", split="validation2"), instance("05237"),
@@ -75,7 +71,7 @@ def plant_msasl(root: Path) -> None:
     path = root / "MSASL_train.json"
     clips = json.loads(path.read_text(encoding="utf-8"))
     base = dict(clips[0])
-    write_pose(root / "poses" / "FpsVideo25x.pose", _keypoints(100, 902, 640, 360), "pose", 25.0, 640, 360)
+    write_pose(root / "poses" / "FpsVideo25x.pose", fixture_keypoints(100, 902, 640, 360), "pose", 25.0, 640, 360)
     clips += [base | {"label": 99}, base | {"label": "1"}, base | {"start_time": 2.0, "end_time": 1.0},
               base | {"url": "http://example.org/video.mp4"},
               base | {"url": "https://www.youtube.com/watch?v=FpsVideo25x", "fps": 29.97, "start_time": 1.0,
@@ -94,15 +90,15 @@ def plant_nmfs_csl(root: Path) -> None:
     collection_path = root / "keypoints_hrnet_dark_coco_wholebody.pkl"
     with open(collection_path, "rb") as f:
         collection = pickle.load(f)
-    collection.update(plant_complex=_keypoints(20, 903, 512, 512).astype(np.complex64), plant_ragged=[[1.0], [2, 3]],
-                      plant_seq_len=_keypoints(20, 904, 512, 512))
+    collection.update(plant_complex=fixture_keypoints(20, 903, 512, 512).astype(np.complex64),
+                      plant_ragged=[[1.0], [2, 3]], plant_seq_len=fixture_keypoints(20, 904, 512, 512))
     with open(collection_path, "wb") as f:
         pickle.dump(collection, f)
 
 
 def plant_slr500(root: Path) -> None:
     poses = root / "poses"
-    good = _keypoints(20, 905, 1280, 720)
+    good = fixture_keypoints(20, 905, 1280, 720)
     for name in ("abc/P01_01_00_0_color", "000000/X01_01_00_0_color", "000099/P03_01_00_0_color"):
         write_pose(poses / f"{name}.npy", good, "npy")
     np.save(poses / "000001/P05_01_00_1_color.npy", good.astype(np.complex128))
@@ -126,7 +122,7 @@ def plant_csl_daily(root: Path) -> None:
     _append_lines(labels / "video_map.txt", ["000011|S000011_P0001_T00|20|你 好|你 好 。|你好 。|r w",
                                              "000099|S000013_P0001_T00|20|你 好",
                                              "000012|S000012_P0001_T00|99|你 好|你 好 。|你好 。|r w"])
-    write_pose(root / "poses" / "S000012_P0001_T00.npz", _keypoints(20, 906, 512, 512), "npz", 30.0, 512, 512)
+    write_pose(root / "poses" / "S000012_P0001_T00.npz", fixture_keypoints(20, 906, 512, 512), "npz", 30.0, 512, 512)
 
 
 def plant_how2sign(root: Path) -> None:
@@ -140,7 +136,7 @@ def plant_how2sign(root: Path) -> None:
     path.write_bytes("\r\n".join([header, unclosed, *rows[:-1], zero, empty, gap, ""]).encode("utf-8"))
     (root / "poses" / "Em9tyV1de0s-1-rgb_front.json").write_text(
         json.dumps([{"frame_id": t, "instances": []} for t in range(60)]), encoding="utf-8")
-    keypoints = _keypoints(40, 907, 1280, 720)
+    keypoints = fixture_keypoints(40, 907, 1280, 720)
     frames = [{"frame_id": t + (10 if t >= 20 else 0), "instances": [{
         "keypoints": keypoints[t, :, :2].tolist(), "keypoint_scores": keypoints[t, :, 2].tolist(),
         "bbox": [[0, 0, 1280, 720]], "bbox_score": 0.9}]} for t in range(40)]  # frames 20-29 were not written

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -63,7 +64,7 @@ def test_a_sample_is_checked_whole():
     for key, pose_, message in [("wlasl.train", pose, "key 'wlasl.train' is not made of [A-Za-z0-9_-]"),
                                 ("k", pose[:5], "frame range [3, 15) does not span the pose's 5 frames"),
                                 ("k", np.full((12, 79, 3), np.inf, np.float16), "pose has 2844 non-finite values")]:
-        with pytest.raises(InvalidSample, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(InvalidSample, match=re.escape(message)):
             validate_sample(Sample(key, pose_, GOOD))
 
 

@@ -13,6 +13,7 @@ from slp.extract.pipeline import VideoJob, output_path, run_extraction
 from slp.pose.convert import Provenance, pose_provenance
 from slp.pose.layout import PART_SLICES, wholebody_to_79
 from slp.pose.readers import read_mmpose_json, read_pose
+from tests.extract_fakes import unavailable
 
 REAL = {"FOOTBALL": (640, 360, 62), "SOUP": (320, 240, 41)}
 #: MMPose's hand counts as detected when its points' mean score reaches this (its scores are heatmap peaks).
@@ -24,13 +25,13 @@ PCK_ALPHA = 0.2
 def mediapipe_run(realdata, tmp_path_factory):
     """(output folder, summary) of the mediapipe backend on FOOTBALL.mp4 and SOUP.mp4."""
     if find_mediapipe_python() is None:
-        pytest.skip("MediaPipe's venv is missing: run `make mediapipe-venv` (or set SLP_MEDIAPIPE_PYTHON)")
+        unavailable("MediaPipe's venv is missing: run `make mediapipe-venv` (or set SLP_MEDIAPIPE_PYTHON)")
     out = tmp_path_factory.mktemp("mediapipe")
     jobs = [VideoJob(str(realdata / "videos" / f"{name}.mp4"), name) for name in REAL]
     try:
         summary = run_extraction(jobs, out, BackendSpec("mediapipe"), progress=False)
     except BackendUnavailable as exc:
-        pytest.skip(f"MediaPipe does not run here: {exc}")
+        unavailable(f"MediaPipe does not run here: {exc}")
     return out, summary
 
 
@@ -101,7 +102,10 @@ def test_swapped_hands_would_fail_the_hand_check(realdata, mediapipe_run):
 
 @pytest.mark.slow
 def test_ray_engine_writes_the_same_mediapipe_files(realdata, mediapipe_run, tmp_path):
-    ray = pytest.importorskip("ray")
+    try:
+        import ray
+    except ImportError:
+        unavailable("Ray is not installed (the dev extra installs it)")
     out, _ = mediapipe_run
     jobs = [VideoJob(str(realdata / "videos" / f"{name}.mp4"), name) for name in REAL]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -14,10 +14,13 @@ import pytest
 from slp.extract.backends import BackendSpec
 from slp.extract.pipeline import SUMMARY, TEMP_SUFFIX, list_videos, run_extraction
 from tests.conftest import REPO_ROOT
-from tests.extract_fakes import write_synthetic_videos
+from tests.extract_fakes import unavailable, write_synthetic_videos
 
 pytestmark = pytest.mark.slow
-ray = pytest.importorskip("ray")
+try:
+    import ray
+except ImportError:
+    unavailable("Ray is not installed: pip install 'ray[data]' (the slp[ray] extra)")
 
 SYNTHETIC = "tests.extract_fakes:synthetic_backend"
 # `slp-curate extract` as the lead wires it: the subcommand's own parser and run().

@@ -17,14 +17,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from accelerate.data_loader import BatchSamplerShard
-from torch.utils.data import BatchSampler
+from accelerate.data_loader import prepare_data_loader
 
 from finetune import islr, trainer
 from finetune.config import FinetuneConfig
 from finetune.data import load_split
 from finetune.tasks import task_module
-from finetune.trainer import build_encoder, steps_per_epoch, train_loader
+from finetune.trainer import build_encoder, train_loader
 from slp.config import load_config
 from slp.synthetic import SyntheticConfig, write_synthetic_corpus
 from tests.conftest import REPO_ROOT
@@ -37,17 +36,6 @@ TINY_ENCODER = ["encoder.embedding.channels=[8]", "encoder.embedding.manual_dim=
                 "encoder.embedding.non_manual_dim=32", "encoder.manual.width=32", "encoder.manual.num_layers=1",
                 "encoder.non_manual.width=32", "encoder.non_manual.num_layers=1"]
 LAUNCH_TIMEOUT_S = 600  # a rank stuck in a collective fails the test instead of hanging CI
-
-
-@pytest.mark.parametrize("num_samples,batch_size,processes", [(24, 5, 2), (20, 4, 2), (44, 4, 2), (7, 4, 3),
-                                                                 (3, 4, 2), (10, 5, 2), (100, 7, 4)])
-def test_every_rank_runs_the_same_number_of_steps(num_samples, batch_size, processes):
-    """accelerate's even_batches: each rank's share of an epoch's batches has ``steps_per_epoch`` batches."""
-    batches = BatchSampler(range(num_samples), batch_size, drop_last=False)
-    shards = [list(BatchSamplerShard(batches, processes, rank)) for rank in range(processes)]
-    steps = steps_per_epoch(num_samples, batch_size, processes)
-    assert [len(s) for s in shards] == [steps] * processes
-    assert {i for s in shards for b in s for i in b} == set(range(num_samples))
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +63,34 @@ def test_training_batches_are_a_function_of_the_seed(corpus):
     for a, b in zip(first, again):
         assert torch.equal(a["labels"], b["labels"]) and torch.equal(a["pose"], b["pose"])
     assert not torch.equal(first[0]["labels"], first[len(first) // 2]["labels"])  # reshuffled every epoch
-    other_rank = _epochs(cfg, train, process_index=1)
-    assert all(torch.equal(a["labels"], b["labels"]) for a, b in zip(first, other_rank))
+    other_rank = _epochs(cfg, train, process_index=1)  # the same batches drawn by rank 1's workers: other frames
     assert not any(torch.equal(a["pose"], b["pose"]) for a, b in zip(first, other_rank))
     cfg.seed += 1
     assert not all(torch.equal(a["labels"], b["labels"]) for a, b in zip(first, _epochs(cfg, train)))
+
+
+@pytest.mark.parametrize("batch_size", [5, 4])  # 24 samples: 5 batches (not divisible by 2) and 6
+def test_prepared_loaders_deal_every_rank_its_turn_of_one_order_and_the_same_number_of_steps(corpus, batch_size):
+    """What accelerate makes of the training loader on 2 ranks: rank r gets batches r, r + 2, … of the one-process
+    order, both ranks the same number of steps of whole batches (the last round, and a short last batch, topped up
+    from the start of the epoch)."""
+    cfg = load_config(FinetuneConfig, "configs/finetune/islr/synthetic.yaml",
+                      [f"data.shards=[{corpus}/shards/*.tar]", f"optim.batch_size={batch_size}"])
+    train = load_split(cfg.data.shards, "synthetic", "train", islr.keep)
+    collate = islr.ISLRCollator(cfg.data.num_frames, train=True)
+
+    def labels(process_index: int, processes: int) -> list[list[int]]:
+        loader = prepare_data_loader(train_loader(cfg, train, collate, process_index), num_processes=processes,
+                                     process_index=process_index, put_on_device=False)
+        return [b["labels"].tolist() for b in loader]
+
+    one, ranks = labels(0, 1), [labels(r, 2) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == math.ceil(len(one) / 2)
+    for r, batches in enumerate(ranks):
+        for k, batch in enumerate(batches):
+            if 2 * k + r < len(one):  # a short last batch is topped up too: it starts with the one-process batch
+                assert batch[: len(one[2 * k + r])] == one[2 * k + r], (r, k)
+    assert all(len(batch) == batch_size for batches in ranks for batch in batches)
 
 
 def _pretend_rank(monkeypatch, rank: int, processes: int, sent: list, gathered: list) -> None:

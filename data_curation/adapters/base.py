@@ -20,7 +20,7 @@ from typing import Any
 
 from data_curation.config import DatasetConfig
 from data_curation.records import AnnotationReject, CurationRecord
-from slp.cli_errors import UserError, file_problem
+from slp.cli_errors import UserError, file_problem, read_user_text
 from slp.data.schema import make_key
 
 #: Pose file suffix of each pose format (``auto`` takes the ``pose_suffix`` option, default ``.pose``).
@@ -100,10 +100,7 @@ class DatasetAdapter(ABC):
 
     def read_text(self, path: Path) -> str:
         """An annotation file's text (UTF-8, a BOM dropped); undecodable bytes are an error naming the file."""
-        try:
-            return path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise UserError(f"{self.config_name}: {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        return read_user_text(path, self.config_name)
 
     def read_json(self, path: Path) -> Any:
         """An annotation JSON file; a truncated or malformed one is an error naming the file, line and column."""

@@ -15,7 +15,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from slp.cli_errors import UserError
+from slp.cli_errors import UserError, read_user_text
 
 #: Clip layouts of the pose files: one file per annotated clip (the clip is the whole sequence), or one file
 #: per source video that the annotation's frame / time range cuts.
@@ -51,13 +51,6 @@ class PoseNameTemplate:
         return self.template.format(**fields)
 
 
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
 def read_vocabulary(path: str | Path) -> dict[int, str]:
     """Label → word from a vocabulary file (UTF-8, optional BOM, LF or CRLF).
 
@@ -66,7 +59,7 @@ def read_vocabulary(path: str | Path) -> dict[int, str]:
     label (then no line may be empty: it would shift every later label). Duplicate indices are an error.
     """
     path = Path(path)
-    lines = _read_lines(path)
+    lines = read_user_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -96,7 +89,7 @@ def read_split_list(path: Path, allow_pickle: bool, owner: str) -> list[Any]:
     """
     if path.suffix in (".txt", ".tsv", ".lst"):
         entries: list[Any] = []
-        for number, line in enumerate(_read_lines(path), 1):
+        for number, line in enumerate(read_user_text(path).splitlines(), 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue

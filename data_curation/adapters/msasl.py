@@ -43,6 +43,7 @@ from data_curation.adapters.isolated import CLIP_MODES, PoseNameTemplate
 from data_curation.adapters.wlasl import youtube_id
 from data_curation.records import AnnotationReject, CurationRecord
 from slp.cli_errors import UserError
+from slp.config import is_int, is_number
 
 #: train / dev / test → the release's file name.
 SPLIT_FILES = {"train": "MSASL_train.json", "dev": "MSASL_val.json", "test": "MSASL_test.json"}
@@ -98,7 +99,7 @@ class MSASLAdapter(DatasetAdapter):
         if not isinstance(clip, dict):
             return self.reject(split, source_id, "malformed_annotation", f"{where} is not an object")
         label = clip.get("label")
-        if not isinstance(label, int) or isinstance(label, bool):
+        if not is_int(label):
             return self.reject(split, source_id, "malformed_annotation", f"{where}: label {label!r}")
         if not 0 <= label < len(classes):
             return self.reject(split, source_id, "unknown_label",
@@ -117,12 +118,12 @@ class MSASLAdapter(DatasetAdapter):
         cut: dict[str, Any] = {}
         if self.clips == "trimmed":
             start, end = clip.get("start"), clip.get("end")
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) and 0 <= start < end:
+            if all(map(is_int, (start, end))) and 0 <= start < end:
                 cut = dict(annotated_frames=end - start)
         else:
             keys = ("start_time", "end_time") if self.cut == "time" else ("start", "end")
             start, end = clip.get(keys[0]), clip.get(keys[1])
-            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end))
+            numeric = all(map(is_number, (start, end)))
             if not numeric:
                 return self.reject(split, source_id, "malformed_annotation",
                                    f"{where}: {keys[0]} {start!r}, {keys[1]} {end!r}")
@@ -142,7 +143,7 @@ def _video_geometry(clip: dict) -> dict[str, Any]:
     geometry = {}
     for field, cast in (("width", int), ("height", int), ("fps", float)):
         value = clip.get(field)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        if is_number(value) and value > 0:
             geometry[field] = cast(value)
     return geometry
 

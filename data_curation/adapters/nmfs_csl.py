@@ -37,6 +37,7 @@ from data_curation.adapters.base import DatasetAdapter, isolated_sentence, regis
 from data_curation.adapters.isolated import PoseNameTemplate, entry_label, read_split_list, read_vocabulary
 from data_curation.records import AnnotationReject, CurationRecord
 from slp.cli_errors import UserError
+from slp.config import is_int
 
 DEFAULT_SPLIT_FILES = {"train": "train.pkl", "test": "test.pkl"}
 _TEMPLATE_FIELDS = {"name": "x", "label": 0, "split": "train", "signer": ""}
@@ -88,8 +89,7 @@ class SplitListAdapter(DatasetAdapter):
         fields = dict(name=name, label=label, split=split, signer="" if signer is None else str(signer))
         length = entry.get("seq_len")
         known = dict(signer=fields["signer"], label=label,
-                     annotated_frames=length if isinstance(length, int) and not isinstance(length, bool)
-                     and length > 0 else 0)
+                     annotated_frames=length if is_int(length) and length > 0 else 0)
         if self.vocabulary is None:
             return self.record(split, name, self.pose_name.format(fields), **known)
         if label not in self.vocabulary:

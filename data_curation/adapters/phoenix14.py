@@ -27,8 +27,7 @@ from __future__ import annotations
 from data_curation.adapters.annotation_tables import SplitTableAdapter
 from data_curation.adapters.base import register_adapter
 from data_curation.records import AnnotationReject, CurationRecord
-
-SPLITS = ("train", "dev", "test")
+from slp.data.schema import SPLITS  # the corpus files are named by the shard split names: <split>.corpus.csv
 
 
 @register_adapter

@@ -24,8 +24,9 @@ Rejects: ``malformed_row``, ``missing_id``, ``duplicate_id`` as Phoenix14, and a
 from __future__ import annotations
 
 from data_curation.adapters.base import register_adapter
-from data_curation.adapters.phoenix14 import SPLITS, Phoenix14Adapter
+from data_curation.adapters.phoenix14 import Phoenix14Adapter
 from data_curation.records import AnnotationReject, CurationRecord
+from slp.data.schema import SPLITS
 
 #: ``train_annotation`` option → the file read for the train split.
 TRAIN_FILES = {"plain": "PHOENIX-2014-T.train.corpus.csv",

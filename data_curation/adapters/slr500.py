@@ -32,7 +32,8 @@ from pathlib import Path, PurePosixPath
 from data_curation.adapters.base import POSE_SUFFIXES, DatasetAdapter, isolated_sentence, register_adapter
 from data_curation.adapters.isolated import PoseNameTemplate, read_vocabulary
 from data_curation.records import AnnotationReject, CurationRecord
-from slp.cli_errors import UserError
+from slp.cli_errors import UserError, folder_problem
+from slp.config import is_int
 from slp.pose.readers import PoseFormatError, read_pickle_collection
 
 _SIGNER = re.compile(r"^P(\d+)(?:_|$)", re.IGNORECASE)
@@ -51,7 +52,7 @@ class SLR500Adapter(DatasetAdapter):
     def __init__(self, config, config_name: str = ""):
         super().__init__(config, config_name)
         self.train_signers = self.option("train_signers", 36)
-        if not isinstance(self.train_signers, int) or isinstance(self.train_signers, bool) or self.train_signers < 0:
+        if not is_int(self.train_signers) or self.train_signers < 0:
             raise UserError(f"{self.config_name}: option train_signers={self.train_signers!r} is not a signer count")
         self.clip_list = self.option("clip_list")
         default_name = "{class_dir}/{stem}" if self.clip_list else "{name}"
@@ -81,9 +82,9 @@ class SLR500Adapter(DatasetAdapter):
             except PoseFormatError as exc:
                 raise UserError(f"{self.config_name}: the clips are enumerated from {exc}") from None
             return sorted(str(key) for key in collection)
-        if not root.is_dir():
-            raise UserError(f"{self.config_name}: pose root {root} is not a folder (the clips are enumerated from "
-                                    f"it; give option clip_list to enumerate them from a list instead)")
+        if problem := folder_problem(root):
+            raise UserError(f"{self.config_name}: pose root {root}: {problem} (the clips are enumerated from it; "
+                            f"give option clip_list to enumerate them from a list instead)")
         suffix = self.pose_suffix()
         return sorted(p.relative_to(root).as_posix()[: -len(suffix)] for p in root.rglob(f"*{suffix}") if p.is_file())
 

@@ -42,6 +42,7 @@ from data_curation.adapters.base import DatasetAdapter, isolated_sentence, norma
 from data_curation.adapters.isolated import CLIP_MODES, PoseNameTemplate
 from data_curation.records import AnnotationReject, CurationRecord
 from slp.cli_errors import UserError
+from slp.config import is_int
 
 DEFAULT_POSE_NAMES = {"trimmed": "{video_id}", "raw": "{source_video}"}
 _TEMPLATE_FIELDS = {"video_id": "00000", "source_id": "00000", "source_video": "x", "gloss": "g", "label": 0,
@@ -124,7 +125,7 @@ class WLASLAdapter(DatasetAdapter):
                       gloss=gloss, label=label, split=split, signer="" if signer is None else str(signer))
         frames: dict[str, int | None] = {}
         start, end = instance.get("frame_start", 1), instance.get("frame_end", -1)
-        valid_range = (all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) and start >= 1
+        valid_range = (all(map(is_int, (start, end))) and start >= 1
                        and (end == -1 or end >= start))
         if self.clips == "raw":
             if not valid_range:

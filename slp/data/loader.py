@@ -75,6 +75,14 @@ def key_fraction(key: str) -> float:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
 
 
+def selected(cfg: PretrainDataConfig, dataset: str, split: str, key: str) -> bool:
+    """Whether pre-training reads a sample: its dataset and split are asked for and not excluded, and its key falls
+    in the data fraction."""
+    return ((not cfg.datasets or dataset in cfg.datasets) and (not cfg.splits or split in cfg.splits)
+            and f"{dataset}/{split}" not in cfg.exclude
+            and (cfg.data_fraction >= 1.0 or key_fraction(key) < cfg.data_fraction))
+
+
 class PretrainStream(IterableDataset):
     """Infinite stream of collated (not yet normalised) batches for one rank.
 
@@ -93,17 +101,12 @@ class PretrainStream(IterableDataset):
         if len(self.shards) < readers:
             raise ValueError(f"{len(self.shards)} shards for {world_size} ranks × {self.workers} "
                              f"workers: every reader needs at least one shard (write smaller shards)")
-        self.excluded = {tuple(e.split("/", 1)) for e in cfg.exclude}
         self.stats = ReadStats()
         self.start: list[tuple[int, int]] = [(0, 0)] * self.workers
         self.offset = 0
 
     def keep(self, sample: Sample) -> bool:
-        m = self.cfg
-        meta = sample.meta
-        return ((not m.datasets or meta.dataset in m.datasets) and (not m.splits or meta.split in m.splits)
-                and (meta.dataset, meta.split) not in self.excluded
-                and (m.data_fraction >= 1.0 or key_fraction(sample.key) < m.data_fraction))
+        return selected(self.cfg, sample.meta.dataset, sample.meta.split, sample.key)
 
     def epoch_shards(self, epoch: int, worker: int, workers: int) -> list[str]:
         order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.shards))

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from slp.config import is_int, is_number
 from slp.pose.layout import NUM_POINTS
 
 #: Text language → mBART language code.
@@ -37,7 +38,6 @@ SPLITS: tuple[str, ...] = ("train", "dev", "test")
 
 POSE_DTYPE = np.float16
 _KEY_FORBIDDEN = re.compile(r"[^A-Za-z0-9_\-]")
-_VALID_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
 def make_key(*parts: str | int) -> str:
@@ -117,10 +117,6 @@ class InvalidSample(ValueError):
     """A sample whose pose or metadata breaks the shard contract."""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_text(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -136,18 +132,18 @@ _META_CHECKS: tuple[tuple[str, Callable[[SampleMeta], bool], str], ...] = (
                                                                or m.text_language in MBART_LANGUAGE_CODES),
      f"'' or one of {tuple(MBART_LANGUAGE_CODES)}"),
     ("source_id", lambda m: _is_text(m.source_id), "a string"),
-    ("fps", lambda m: isinstance(m.fps, (int, float)) and not isinstance(m.fps, bool) and 0 < m.fps < math.inf,
+    ("fps", lambda m: is_number(m.fps) and 0 < m.fps < math.inf,
      "a finite positive number"),
-    ("width", lambda m: _is_int(m.width) and m.width > 0, "a positive integer"),
-    ("height", lambda m: _is_int(m.height) and m.height > 0, "a positive integer"),
+    ("width", lambda m: is_int(m.width) and m.width > 0, "a positive integer"),
+    ("height", lambda m: is_int(m.height) and m.height > 0, "a positive integer"),
     ("signer", lambda m: _is_text(m.signer), "a string"),
-    ("frame_start", lambda m: _is_int(m.frame_start) and m.frame_start >= 0, "an integer >= 0"),
-    ("frame_end", lambda m: _is_int(m.frame_end) and (m.frame_end == -1 or m.frame_end > m.frame_start),
+    ("frame_start", lambda m: is_int(m.frame_start) and m.frame_start >= 0, "an integer >= 0"),
+    ("frame_end", lambda m: is_int(m.frame_end) and (m.frame_end == -1 or m.frame_end > m.frame_start),
      "-1 or an integer > frame_start ({meta.frame_start})"),
     ("text", lambda m: _is_text(m.text), "a string"),
     ("gloss", lambda m: _is_text(m.gloss) or (isinstance(m.gloss, list) and all(map(_is_text, m.gloss))),
      "a string or a list of strings"),
-    ("label", lambda m: _is_int(m.label) and m.label >= -1, "an integer >= -1"),
+    ("label", lambda m: is_int(m.label) and m.label >= -1, "an integer >= -1"),
     ("paired", lambda m: isinstance(m.paired, bool), "true or false"),
     ("pose_layout", lambda m: _is_text(m.pose_layout), "a string"),
     ("pose_estimator", lambda m: _is_text(m.pose_estimator), "a string"),
@@ -160,7 +156,7 @@ _META_CHECKS: tuple[tuple[str, Callable[[SampleMeta], bool], str], ...] = (
 def validate_sample(sample: Sample) -> None:
     """Raise :class:`InvalidSample` unless the key, the pose (:func:`validate_pose`) and the metadata
     (:meth:`SampleMeta.validate`) keep the schema, and a known frame range spans as many frames as the pose."""
-    if not (isinstance(sample.key, str) and _VALID_KEY.match(sample.key)):
+    if not (isinstance(sample.key, str) and sample.key and not _KEY_FORBIDDEN.search(sample.key)):
         raise InvalidSample(f"key {sample.key!r} is not made of [A-Za-z0-9_-] (WebDataset splits keys at dots)")
     validate_pose(sample.pose)
     meta = sample.meta

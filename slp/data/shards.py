@@ -57,10 +57,12 @@ class ShardInfo:
         return os.path.basename(self.path)
 
 
-def encode_sample(sample: Sample) -> dict[str, bytes]:
-    """The members of one sample: ``pose.npy``, ``json`` and, for paired samples, ``txt``."""
+def encode_sample(sample: Sample, *, validate: bool = True) -> dict[str, bytes]:
+    """The members of one sample: ``pose.npy``, ``json`` and, for paired samples, ``txt``. ``validate=False``
+    skips :func:`~slp.data.schema.validate_sample`, for a caller that has validated the sample (as float16)."""
     pose = np.ascontiguousarray(sample.pose, dtype=POSE_DTYPE)
-    validate_sample(Sample(sample.key, pose, sample.meta))
+    if validate:
+        validate_sample(Sample(sample.key, pose, sample.meta))
     buf = io.BytesIO()
     np.save(buf, pose, allow_pickle=False)
     members = {
@@ -86,8 +88,9 @@ def _temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def write_shard(path: str | Path, samples: Iterable[Sample]) -> ShardInfo:
-    """Write ``samples`` to the tar ``path`` atomically (temporary name, then rename); same input, same bytes."""
+def write_shard(path: str | Path, samples: Iterable[Sample], *, validate: bool = True) -> ShardInfo:
+    """Write ``samples`` to the tar ``path`` atomically (temporary name, then rename); same input, same bytes.
+    ``validate``: as for :func:`encode_sample`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_path(path)
@@ -95,7 +98,7 @@ def write_shard(path: str | Path, samples: Iterable[Sample]) -> ShardInfo:
     try:
         with open(tmp, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
             for sample in samples:
-                for ext, data in encode_sample(sample).items():
+                for ext, data in encode_sample(sample, validate=validate).items():
                     _add_member(tar, f"{sample.key}.{ext}", data)
                 count += 1
         os.replace(tmp, path)
@@ -118,6 +121,8 @@ class ShardWriter:
         max_samples: int = 1000,
         max_bytes: int = DEFAULT_MAX_BYTES,
         start_index: int = 0,
+        *,
+        validate: bool = True,
     ):
         if max_samples < 1 or max_bytes < 1:
             raise ValueError("max_samples and max_bytes must be positive")
@@ -126,6 +131,7 @@ class ShardWriter:
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.index = start_index
+        self.validate = validate  # as for encode_sample
         self.shards: list[ShardInfo] = []
         self._pending: list[Sample] = []
         self._pending_bytes = 0
@@ -134,7 +140,8 @@ class ShardWriter:
     def write(self, sample: Sample) -> None:
         if sample.key in self._keys:
             raise ValueError(f"duplicate sample key {sample.key!r}")
-        size = sum(len(v) + 1024 for v in encode_sample(sample).values())  # + tar headers and padding
+        members = encode_sample(sample, validate=self.validate)
+        size = sum(len(v) + 1024 for v in members.values())  # + tar headers and padding
         if self._pending and (
             len(self._pending) >= self.max_samples or self._pending_bytes + size > self.max_bytes
         ):
@@ -147,7 +154,7 @@ class ShardWriter:
         if not self._pending:
             return
         path = self.out_dir / f"{self.prefix}-{self.index:06d}.tar"
-        self.shards.append(write_shard(path, self._pending))
+        self.shards.append(write_shard(path, self._pending, validate=False))  # write() validated each sample
         self.index += 1
         self._pending, self._pending_bytes = [], 0
 
@@ -520,8 +527,21 @@ def shards_holding(patterns: list[str], dataset: str, split: str) -> list[str]:
 
 def write_summary(path: str | Path, data: dict[str, Any]) -> None:
     """A machine-readable JSON summary (sorted keys, UTF-8), written atomically."""
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` (its folder is created) through a hidden temporary file beside it (``.<name>.tmp``),
+    flushed to disk and renamed when complete; the temporary file never outlives the call. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_path(path)
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

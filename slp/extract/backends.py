@@ -18,6 +18,7 @@ then :meth:`Backend.load` loads its model, :meth:`Backend.start_video` resets an
 
 from __future__ import annotations
 
+import abc
 import importlib
 import json
 import os
@@ -30,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from slp.extract.tracking import Detection
-from slp.pose.convert import COCO_WHOLEBODY, to_coco_wholebody
+from slp.extract.tracking import Detection, instance_box
+from slp.pose.convert import COCO_WHOLEBODY, MEDIAPIPE_PREFIX, clean_keypoints, layout_points, to_coco_wholebody
 
-MEDIAPIPE_LAYOUT = "mediapipe_holistic_543"
+MEDIAPIPE_LAYOUT = f"{MEDIAPIPE_PREFIX}543"
 #: Where ``make mediapipe-venv`` puts MediaPipe's interpreter (a development checkout or an editable install).
 DEFAULT_MEDIAPIPE_VENV = Path(__file__).resolve().parents[2] / ".venv-mediapipe"
 MEDIAPIPE_PYTHON_ENV = "SLP_MEDIAPIPE_PYTHON"
@@ -49,28 +50,31 @@ class BackendError(RuntimeError):
     """The estimator failed on a video (the video is logged as failed; the next one gets a fresh start)."""
 
 
-class Backend:
+class Backend(abc.ABC):
     """A pose estimator; subclasses set :attr:`name` and :attr:`layout` and implement :meth:`predict`."""
 
     name = ""
     #: The keypoint layout the estimator produces (slp.pose.convert.LAYOUTS), recorded as provenance.
     layout = COCO_WHOLEBODY
+    #: Whether the estimator runs on a GPU when there is one (the Ray engine then gives each actor one).
+    uses_gpu = False
 
     @property
     def estimator(self) -> str:
         """Name and version of the estimator and its model, recorded in each output; valid after :meth:`load`."""
         return self.name
 
-    def load(self) -> None:
+    def load(self) -> None:  # noqa: B027 (an optional hook: nothing to do by default)
         """Load the model; raises :class:`BackendUnavailable` when it cannot run here."""
 
-    def start_video(self) -> None:
+    def start_video(self) -> None:  # noqa: B027 (an optional hook: nothing to do by default)
         """Forget anything carried over from the previous video."""
 
+    @abc.abstractmethod
     def predict(self, frames: list[np.ndarray]) -> list[list[Detection]]:
-        raise NotImplementedError
+        """Every person detected in each frame of a batch of RGB frames."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook: nothing to do by default)
         """Release the model (and any worker process)."""
 
 
@@ -81,7 +85,7 @@ def _bgr(frame: np.ndarray) -> np.ndarray:
 
 def _detection(keypoints: np.ndarray, scores: np.ndarray, box=None) -> Detection | None:
     """A COCO-WholeBody person from an estimator's ``(133, 2)`` points and ``(133,)`` scores (None if empty)."""
-    points = to_coco_wholebody(np.asarray(keypoints)[None], np.asarray(scores)[None], COCO_WHOLEBODY)[0]
+    points = clean_keypoints(keypoints, scores)
     return Detection.from_keypoints(points, box) if points[:, 2].any() else None
 
 
@@ -116,7 +120,7 @@ class MediaPipeBackend(Backend):
 
     name = "mediapipe"
     layout = MEDIAPIPE_LAYOUT
-    _POINT_BYTES = 543 * 3 * 4
+    _POINT_BYTES = layout_points(MEDIAPIPE_LAYOUT) * 3 * 4  # x, y, confidence as float32
 
     def __init__(self, python: str | None = None, model_complexity: int = 1):
         self.python = python or find_mediapipe_python() or sys.executable
@@ -180,7 +184,7 @@ class MediaPipeBackend(Backend):
             raw = self._process.stdout.read(self._POINT_BYTES)
             if len(raw) != self._POINT_BYTES:
                 raise BackendError(f"MediaPipe worker died ({self._stderr_tail()})")
-            points = np.frombuffer(raw, dtype="<f4").reshape(1, 543, 3)
+            points = np.frombuffer(raw, dtype="<f4").reshape(1, layout_points(self.layout), 3)
             keypoints = to_coco_wholebody(points[..., :2], points[..., 2], self.layout, width=width, height=height,
                                           normalized=True)[0]
             out.append([Detection.from_keypoints(keypoints)] if keypoints[:, 2].any() else [])
@@ -218,6 +222,7 @@ class RtmlibBackend(Backend):
     """
 
     name = "rtmlib"
+    uses_gpu = True
 
     def __init__(self, mode: str = "performance", device: str = "auto", pose: str | None = None,
                  det: str | None = None, pose_input_size: tuple[int, int] | None = None, model=None):
@@ -296,6 +301,7 @@ class MMPoseBackend(Backend):
     """
 
     name = "mmpose"
+    uses_gpu = True
 
     def __init__(self, pose2d: str = MMPOSE_MODEL, pose2d_weights: str | None = None, det_model: str | None = None,
                  det_weights: str | None = None, device: str | None = None, inferencer=None):
@@ -329,9 +335,7 @@ class MMPoseBackend(Backend):
         for result in self.inferencer([_bgr(f) for f in frames], batch_size=len(frames)):
             people = []
             for instance in result["predictions"][0]:
-                box = np.asarray(instance.get("bbox", [[0, 0, 0, 0]]), dtype=np.float64).reshape(-1)[:4]
-                people.append(_detection(instance["keypoints"], instance["keypoint_scores"],
-                                         box if box[2] > box[0] and box[3] > box[1] else None))
+                people.append(_detection(instance["keypoints"], instance["keypoint_scores"], instance_box(instance)))
             out.append([p for p in people if p is not None])
         if len(out) != len(frames):
             raise BackendError(f"MMPose returned {len(out)} results for {len(frames)} frames")

@@ -2,7 +2,7 @@
 
 Per video (:func:`extract_video`, the same code on every engine): decode with PyAV, run the backend on batches of
 frames, associate people across frames and keep the main signer (:mod:`slp.extract.tracking`), write
-``<out>/<key>.pose`` (:func:`write_pose_file`). A video's key is its path relative to the video folder (or the
+``<out>/<key>.pose`` (:func:`pose_file_bytes`). A video's key is its path relative to the video folder (or the
 list's folder) without the suffix, so ``DIR/a/b.mp4`` becomes ``OUT/a/b.pose``.
 
 The ``.pose`` file is pose-format v0.2, one person, the four components ``BODY(23) FACE(68) LEFT_HAND(21)
@@ -13,17 +13,16 @@ version; pose-format headers have no field for them, and pose-format's reader st
 only on the video and the backend: the same on every engine and worker count.
 
 A run is resumable: a video whose ``.pose`` exists is skipped; a file is written under a hidden temporary name
-(``.<name>.<pid>.pose-tmp``) and renamed when complete, so a killed run leaves no partial ``.pose`` (the next
-run removes its temporaries). Failed videos (:data:`FAILURE_REASONS`) get no file, are listed in
-``failures.jsonl`` and are tried again by the next run. ``summary.json`` counts the videos and frames and the
-rates. Only one run at a time may write an output folder.
+(``.<name>.pose.tmp``, :func:`slp.data.shards.write_bytes_atomic`) and renamed when complete, so a killed run
+leaves no partial ``.pose`` (the next run removes its temporaries). Failed videos (:data:`FAILURE_REASONS`) get
+no file, are listed in ``failures.jsonl`` and are tried again by the next run. ``summary.json`` counts the videos
+and frames and the rates. Only one run at a time may write an output folder.
 """
 
 from __future__ import annotations
 
-import io
+import itertools
 import json
-import os
 import time
 import traceback
 from collections import Counter
@@ -33,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from slp.data.shards import write_bytes_atomic, write_summary
 from slp.extract.backends import Backend, BackendError, BackendSpec, BackendUnavailable
 from slp.extract.tracking import Detection, main_track
 from slp.pose.convert import Provenance, provenance_trailer
-from slp.pose.layout import PART_COLORS
+from slp.pose.export import Component, pose_bytes
+from slp.pose.layout import COCO_WHOLEBODY_POINT_NAMES, HAND_TREE, INNER_LIPS_LOOP, PART_COLORS
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".mts", ".ts")
 #: Why a video has no ``.pose``: PyAV cannot read it, it decodes to no frame, nobody is detected in it, the
@@ -44,8 +45,12 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpe
 FAILURE_REASONS = ("unreadable_video", "zero_frames", "no_person", "backend_error", "processing_error")
 FAILURES_LOG = "failures.jsonl"
 SUMMARY = "summary.json"
-TEMP_SUFFIX = ".pose-tmp"
+TEMP_SUFFIX = ".pose.tmp"  # of the hidden temporary .pose files (write_bytes_atomic's ".<name>.tmp")
 DEFAULT_BATCH_SIZE = 16
+# COCO-WholeBody's body and feet skeleton (pairs of the 23 BODY points).
+_BODY_LIMBS = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
+               (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (15, 17), (15, 18), (15, 19),
+               (16, 20), (16, 21), (16, 22))
 
 
 @dataclass(frozen=True)
@@ -100,62 +105,25 @@ def output_path(out_dir: str | Path, key: str) -> Path:
     return Path(out_dir) / f"{key}.pose"
 
 
-def _components():
-    """pose-format header components of COCO-WholeBody 133 (the point names of MMPose's ``.pose`` files), with
-    the skeleton as limbs coloured by part."""
-    from pose_format.pose_header import PoseHeaderComponent
-
-    body_points = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-                   "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-                   "right_knee", "left_ankle", "right_ankle", "left_big_toe", "left_small_toe", "left_heel",
-                   "right_big_toe", "right_small_toe", "right_heel"]
-    body_limbs = [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
-                  (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (15, 17), (15, 18),
-                  (15, 19), (16, 20), (16, 21), (16, 22)]
+def _coco_wholebody_components() -> list[Component]:
+    """The four COCO-WholeBody 133 components (the point names of MMPose's ``.pose`` files), with the skeleton as
+    limbs coloured by part."""
+    names = COCO_WHOLEBODY_POINT_NAMES
     face_limbs = ([(i, i + 1) for i in range(16)] + [(i, i + 1) for i in range(17, 21)]
                   + [(i, i + 1) for i in range(22, 26)] + [(i, i + 1) for i in range(27, 35)]
                   + [(36 + i, 36 + (i + 1) % 6) for i in range(6)] + [(42 + i, 42 + (i + 1) % 6) for i in range(6)]
-                  + [(48 + i, 48 + (i + 1) % 12) for i in range(12)] + [(60 + i, 60 + (i + 1) % 8) for i in range(8)])
-    hand_limbs = [(0, f) for f in (1, 5, 9, 13, 17)] + [(f + k, f + k + 1) for f in (1, 5, 9, 13, 17) for k in range(3)]
-    parts = [("BODY", body_points, body_limbs, "body"), ("FACE", [f"face-{i}" for i in range(68)], face_limbs, "face"),
-             ("LEFT_HAND", [f"left_hand_{i}" for i in range(21)], hand_limbs, "left_hand"),
-             ("RIGHT_HAND", [f"right_hand_{i}" for i in range(21)], hand_limbs, "right_hand")]
-    return [PoseHeaderComponent(name, points, limbs, [PART_COLORS[color]] * len(limbs), "XYC")
-            for name, points, limbs, color in parts]
+                  + [(48 + i, 48 + (i + 1) % 12) for i in range(12)] + list(INNER_LIPS_LOOP))
+    parts = [("BODY", names[:23], _BODY_LIMBS, "body"), ("FACE", names[23:91], face_limbs, "face"),
+             ("LEFT_HAND", names[91:112], HAND_TREE, "left_hand"),
+             ("RIGHT_HAND", names[112:133], HAND_TREE, "right_hand")]
+    return [Component(name, tuple(points), tuple(limbs), PART_COLORS[color]) for name, points, limbs, color in parts]
 
 
 def pose_file_bytes(keypoints: np.ndarray, fps: float, width: int, height: int, provenance: Provenance) -> bytes:
     """The ``.pose`` bytes of ``(T, 133, 3)`` pixel keypoints (see the module docstring)."""
-    from pose_format import Pose
-    from pose_format.numpy.pose_body import NumPyPoseBody
-    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
-
     keypoints = np.asarray(keypoints, dtype=np.float32)
-    missing = keypoints[..., 2] <= 0
-    xy = np.where(missing[..., None], 0.0, keypoints[..., :2]).astype(np.float32)[:, None]
-    confidence = np.where(missing, 0.0, keypoints[..., 2]).astype(np.float32)[:, None]
-    body = NumPyPoseBody(fps, np.ma.masked_array(xy, mask=np.repeat(missing[:, None, :, None], 2, axis=-1)),
-                         confidence)
-    header = PoseHeader(0.2, PoseHeaderDimensions(int(width), int(height), 0), _components())
-    buffer = io.BytesIO()
-    Pose(header, body).write(buffer)
-    return buffer.getvalue() + provenance_trailer(provenance)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a hidden temporary file in the same folder, renamed when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.stem}.{os.getpid()}{TEMP_SUFFIX}")
-    with open(temp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-
-
-def write_pose_file(path: Path, keypoints: np.ndarray, fps: float, width: int, height: int,
-                    provenance: Provenance) -> None:
-    write_atomic(path, pose_file_bytes(keypoints, fps, width, height, provenance))
+    return (pose_bytes(keypoints[..., :2], keypoints[..., 2], fps, width, height, _coco_wholebody_components())
+            + provenance_trailer(provenance))
 
 
 def _failed(job: VideoJob, reason: str, detail: str, frames: int = 0, estimator: str = "") -> VideoResult:
@@ -204,8 +172,8 @@ def extract_video(job: VideoJob, backend: Backend, out_dir: str | Path,
     if not any(frames):
         return _failed(job, "no_person", f"nobody detected in {len(frames)} frames", len(frames), estimator)
     keypoints = main_track(frames, *size)
-    write_pose_file(output_path(out_dir, job.key), keypoints, fps, size[0], size[1],
-                    Provenance(backend.layout, estimator))
+    write_bytes_atomic(output_path(out_dir, job.key),
+                       pose_file_bytes(keypoints, fps, size[0], size[1], Provenance(backend.layout, estimator)))
     return VideoResult(job.key, job.path, "extracted", len(frames), estimator=estimator)
 
 
@@ -285,12 +253,7 @@ def iter_local(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, bat
 
 
 def _take(iterator: Iterator[VideoJob], n: int) -> list[VideoJob]:
-    out = []
-    for job in iterator:
-        out.append(job)
-        if len(out) == n:
-            break
-    return out
+    return list(itertools.islice(iterator, n))
 
 
 def remove_temporaries(out_dir: str | Path) -> int:
@@ -340,8 +303,8 @@ def run_extraction(source_jobs: Iterable[VideoJob], out_dir: str | Path, spec: B
             bar.update()
     seconds = time.perf_counter() - start
     failures = sorted((r for r in done if r.status == "failed"), key=lambda r: r.key)
-    write_atomic(out_dir / FAILURES_LOG, "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in failures)
-                 .encode("utf-8"))
+    write_bytes_atomic(out_dir / FAILURES_LOG,
+                       "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in failures).encode("utf-8"))
     extracted = [r for r in done if r.status == "extracted"]
     summary = {
         "backend": spec.name,
@@ -360,5 +323,5 @@ def run_extraction(source_jobs: Iterable[VideoJob], out_dir: str | Path, spec: B
         "frames_per_second": round(frames / seconds, 2) if seconds > 0 else 0.0,
         "temporaries_removed": temporaries,
     }
-    write_atomic(out_dir / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
+    write_summary(out_dir / SUMMARY, summary)
     return summary

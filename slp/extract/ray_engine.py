@@ -3,8 +3,9 @@
 Each actor holds one model (a :class:`~slp.extract.pipeline.VideoExtractor`) and extracts whole videos with the
 same :func:`~slp.extract.pipeline.extract_video` as the local engine, so the files are byte for byte the same;
 it writes them itself, so the output folder must be one every node of the cluster sees (a shared filesystem).
-Actors take one CPU each and, on clusters with GPUs, ``gpus_per_worker`` GPUs (default: 1 for the GPU backends
-``rtmlib`` and ``mmpose``, 0 for MediaPipe, which runs on CPU).
+Actors take one CPU each and, on clusters with GPUs, ``gpus_per_worker`` GPUs (default: 1 for backends whose
+:attr:`~slp.extract.backends.Backend.uses_gpu` is set, ``rtmlib`` and ``mmpose``; 0 for MediaPipe, which runs on
+CPU).
 
 ``address`` joins a running cluster (``ray start --head`` on one machine, ``ray start --address=HEAD:6379`` on the
 others, then ``address="auto"`` or ``"HEAD:6379"``); without it a local cluster starts for this run and stops
@@ -13,16 +14,17 @@ after it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 from slp.extract.backends import BackendSpec, BackendUnavailable
 from slp.extract.pipeline import VideoExtractor, VideoJob, VideoResult
 
-GPU_BACKENDS = ("rtmlib", "mmpose")
 #: Blocks per actor of the video list: enough that the pool stays busy to the end (a block is one actor task).
 _BLOCKS_PER_WORKER = 32
 UNAVAILABLE = "unavailable"  # the status of a result whose actor could not load the estimator
+_PLAIN = {"str": str, "int": int}  # VideoResult's field types (annotations are strings here)
 
 
 class _RayExtractor:
@@ -39,8 +41,8 @@ class _RayExtractor:
             except BackendUnavailable as exc:
                 # Returned, not raised: Ray would retry the actor, then lose the reason in its own error.
                 results.append(VideoResult(str(key), str(path), UNAVAILABLE, detail=str(exc)))
-        fields = ("key", "video", "status", "frames", "reason", "detail", "estimator")
-        return {name: [getattr(r, name) for r in results] for name in fields}
+        rows = [dataclasses.asdict(r) for r in results]
+        return {f.name: [row[f.name] for row in rows] for f in dataclasses.fields(VideoResult)}
 
 
 def iter_ray(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch_size: int, workers: int, *,
@@ -51,7 +53,8 @@ def iter_ray(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch
     try:
         import ray
     except ImportError as exc:
-        raise RuntimeError(f"the ray engine needs Ray ({exc}): pip install 'ray[data]' (the slp[ray] extra)") from exc
+        raise BackendUnavailable(f"the ray engine needs Ray ({exc}): pip install 'ray[data]' (the slp[ray] "
+                                 f"extra)") from exc
     started_here = not ray.is_initialized()
     if started_here:
         if address:
@@ -63,7 +66,7 @@ def iter_ray(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch
         context.enable_progress_bars = False  # the pipeline's own bar counts videos and frames
         if gpus_per_worker is None:
             has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-            gpus_per_worker = 1.0 if has_gpus and spec.name in GPU_BACKENDS else 0.0
+            gpus_per_worker = 1.0 if has_gpus and spec.build().uses_gpu else 0.0
         items = [{"path": job.path, "key": job.key} for job in jobs]
         dataset = ray.data.from_items(items, override_num_blocks=min(len(items), _BLOCKS_PER_WORKER * workers))
         results = dataset.map_batches(
@@ -74,9 +77,8 @@ def iter_ray(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch
         for row in results.iter_rows():
             if row["status"] == UNAVAILABLE:
                 raise BackendUnavailable(str(row["detail"]))
-            yield VideoResult(key=str(row["key"]), video=str(row["video"]), status=str(row["status"]),
-                              frames=int(row["frames"]), reason=str(row["reason"]), detail=str(row["detail"]),
-                              estimator=str(row["estimator"]))
+            # Ray hands back numpy scalars: each value is converted to its field's type (str or int).
+            yield VideoResult(**{f.name: _PLAIN[f.type](row[f.name]) for f in dataclasses.fields(VideoResult)})
     finally:
         if started_here:
             ray.shutdown()

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slp.pose.layout import NUM_WHOLEBODY_POINTS
+
 #: A detection joins a track when its box overlaps the track's last box by at least this IoU.
 MATCH_IOU = 0.3
 #: A track takes detections again after up to this many frames without one (occlusion, a missed detection).
@@ -43,6 +45,15 @@ class Detection:
         return cls(keypoints, np.asarray(box, dtype=np.float64).reshape(-1)[:4])
 
 
+def instance_box(instance: dict) -> np.ndarray | None:
+    """The ``(x1, y1, x2, y2)`` box of an MMPose-style instance (its ``bbox``, ``[[x1, y1, x2, y2]]`` or flat), None
+    when it has none or an empty one. Raises ``ValueError`` / ``TypeError`` for a box that is not numbers."""
+    box = np.asarray(instance.get("bbox", [[0, 0, 0, 0]]), dtype=np.float64).reshape(-1)[:4]
+    if len(box) < 4 or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+        return None
+    return box
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     width = min(a[2], b[2]) - max(a[0], b[0])
     height = min(a[3], b[3]) - max(a[1], b[1])
@@ -62,8 +73,9 @@ def associate(frames: list[list[Detection]], *, match_iou: float = MATCH_IOU,
     """
     tracks: list[dict[int, Detection]] = []
     last_seen: list[int] = []
+    live: list[int] = []  # ids of the tracks that may still take detections, in creation order
     for t, detections in enumerate(frames):
-        live = [k for k in range(len(tracks)) if t - last_seen[k] <= max_gap + 1]
+        live = [k for k in live if t - last_seen[k] <= max_gap + 1]
         pairs = sorted(
             ((_iou(tracks[k][last_seen[k]].box, det.box), k, j) for k in live for j, det in enumerate(detections)),
             key=lambda pair: (-pair[0], pair[1], pair[2]),
@@ -80,6 +92,7 @@ def associate(frames: list[list[Detection]], *, match_iou: float = MATCH_IOU,
             used_detections.add(j)
         for j, det in enumerate(detections):
             if j not in used_detections:
+                live.append(len(tracks))
                 tracks.append({t: det})
                 last_seen.append(t)
     return tracks
@@ -99,12 +112,26 @@ def track_merit(track: dict[int, Detection], width: float, height: float) -> flo
     return total
 
 
-def main_track(frames: list[list[Detection]], width: float, height: float) -> np.ndarray:
-    """``(T, 133, 3)`` keypoints of the main signer over the clip (zeros where that track has no detection)."""
-    out = np.zeros((len(frames), 133, 3), dtype=np.float32)
+def detections_extent(frames: list[list[Detection]]) -> tuple[float, float]:
+    """The largest x and y of the detected points of all ``frames`` (at least 1 each): the frame size to judge
+    centrality in when the video's is unknown."""
+    detected = [d.keypoints[d.keypoints[:, 2] > 0, :2] for frame in frames for d in frame]
+    detected = [points for points in detected if len(points)]
+    extent = np.concatenate(detected).max(axis=0) if detected else np.ones(2)
+    return float(max(extent[0], 1.0)), float(max(extent[1], 1.0))
+
+
+def main_track(frames: list[list[Detection]], width: float | None = None, height: float | None = None) -> np.ndarray:
+    """``(T, 133, 3)`` keypoints of the main signer over the clip (zeros where that track has no detection).
+
+    Centrality is judged in the ``width`` × ``height`` frame; without them (a source that records no frame size),
+    in the extent of all detected points (:func:`detections_extent`)."""
+    out = np.zeros((len(frames), NUM_WHOLEBODY_POINTS, 3), dtype=np.float32)
     tracks = associate(frames)
     if not tracks:
         return out
+    if not (width and height):
+        width, height = detections_extent(frames)
     merits = [track_merit(track, width, height) for track in tracks]
     chosen = tracks[int(np.argmax(merits))]  # argmax keeps the first of equal merits: deterministic
     for t, det in chosen.items():

@@ -25,7 +25,7 @@ def collapse(path: list[int], blank: int) -> list[int]:
 
 def ctc_greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
     best = log_probs.argmax(dim=-1)
-    return [collapse(best[b, : int(lengths[b])].tolist(), blank) for b in range(best.shape[0])]
+    return [collapse(row[:n], blank) for row, n in zip(best.tolist(), lengths.tolist())]
 
 
 class CTCBeamDecoder:
@@ -46,8 +46,7 @@ class CTCBeamDecoder:
         emissions = log_probs.detach().float().cpu().contiguous()
         b, t, v = emissions.shape
         out = []
-        for i in range(b):
-            steps = int(lengths[i])
+        for i, steps in enumerate(lengths.tolist()):  # one copy from the device, not one sync per clip
             if steps == 0:
                 out.append([])
                 continue

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,22 @@ TAGS = ("sign-language", "pose", "keypoints", "coco-wholebody", "safetensors")
 _TRAINING_DATA_KEYS = {"counts", "manifest_sha256"}
 
 
-def training_data_from_manifest(path: str | Path) -> dict[str, Any]:
-    """``{"counts": {dataset: samples}, "manifest_sha256": ...}`` of a curation ``manifest.parquet``."""
+def training_data_from_manifest(paths: str | Path | Sequence[str | Path],
+                                keep: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """``{"counts": {dataset: samples}, "manifest_sha256": ...}`` of one or more curation ``manifest.parquet``
+    files: the rows ``keep`` accepts (it sees a row's ``key``, ``shard``, ``dataset`` and ``split``; None: every
+    row), and the sha256 of the files' bytes in path order (of the one file, for one manifest)."""
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    datasets = pq.read_table(path, columns=["dataset"]).column("dataset").to_pylist()
-    counts = {name: datasets.count(name) for name in sorted(set(datasets))}
-    return {"counts": counts, "manifest_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else sorted(Path(p) for p in paths)
+    counts: Counter[str] = Counter()
+    digest = hashlib.sha256()
+    for path in paths:
+        columns = ["dataset"] if keep is None else ["key", "shard", "dataset", "split"]
+        rows = pq.read_table(path, columns=columns).to_pylist()
+        counts.update(row["dataset"] for row in rows if keep is None or keep(row))
+        digest.update(path.read_bytes())
+    return {"counts": dict(sorted(counts.items())), "manifest_sha256": digest.hexdigest()}
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:

@@ -24,11 +24,12 @@ Mapping rules:
 - Coordinates: MediaPipe's own output is normalised to the frame; ``normalized=True`` multiplies it back into
   pixels (pose-format's MediaPipe ``.pose`` files already hold pixels).
 - A point is missing (0, 0, confidence 0) when its confidence is not positive or a value is not finite;
-  confidences are clipped to [0, 1], as :func:`slp.pose.readers.clean_keypoints` does.
+  confidences are clipped to [0, 1] (:func:`clean_keypoints`, the rule of every reader).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
@@ -38,11 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
+from slp.pose.layout import NUM_WHOLEBODY_POINTS
+
 COCO_WHOLEBODY = "coco_wholebody_133"
 OPENPOSE = "openpose_137"
 MEDIAPIPE_PREFIX = "mediapipe_holistic_"
 
-NUM_COCO_POINTS = 133
 _FACE, _LEFT_HAND, _RIGHT_HAND = 23, 91, 112  # first COCO-WholeBody index of each part
 
 #: COCO body + feet index → MediaPipe pose landmark (the person's left is MediaPipe's LEFT_*); -1 = not in the source.
@@ -128,6 +130,7 @@ def detect_layout(components: Sequence[tuple[str, int]]) -> str | None:
     return next((layout for layout, expected in LAYOUT_COMPONENTS.items() if expected == found), None)
 
 
+@functools.cache
 def layout_points(layout: str) -> int:
     """Number of points of a layout."""
     return sum(n for _, n in _components(layout))
@@ -139,11 +142,32 @@ def _components(layout: str) -> tuple[tuple[str, int], ...]:
     return LAYOUT_COMPONENTS[layout]
 
 
+def clean_keypoints(xy: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Stack ``(T, N, 2)`` coordinates and ``(T, N)`` confidences into ``(T, N, 3)`` float32 with the missing rule.
+
+    A point is missing when its confidence is not positive or any value is non-finite; missing points become
+    ``(0, 0, 0)``. Confidences above 1 (MMPose's heatmap scores reach 1.06) are clipped to 1 so they can serve as
+    loss weights.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf: missing below
+        xy = np.asarray(xy, dtype=np.float32)
+        conf = np.asarray(confidence, dtype=np.float32)
+    valid = (conf > 0) & np.isfinite(conf) & np.isfinite(xy).all(axis=-1)
+    out = np.zeros(xy.shape[:-1] + (3,), dtype=np.float32)
+    out[..., :2] = np.where(valid[..., None], xy, 0.0)
+    out[..., 2] = np.where(valid, np.clip(conf, 0.0, 1.0), 0.0)
+    return out
+
+
+@functools.cache
 def _source_index(layout: str) -> np.ndarray:
-    """For each of the 133 COCO-WholeBody points, its index in the source layout (-1: the source lacks it)."""
+    """For each of the 133 COCO-WholeBody points, its index in the source layout (-1: the source lacks it);
+    cached, hence read-only."""
+    index = np.full(NUM_WHOLEBODY_POINTS, -1, dtype=np.int64)
     if layout == COCO_WHOLEBODY:
-        return np.arange(NUM_COCO_POINTS)
-    index = np.full(NUM_COCO_POINTS, -1, dtype=np.int64)
+        index[:] = np.arange(NUM_WHOLEBODY_POINTS)
+        index.flags.writeable = False
+        return index
     if layout == OPENPOSE:
         body, face, left, right = np.array(OPENPOSE_BODY_TO_COCO), np.arange(25, 25 + 68), 95, 116
     else:
@@ -155,6 +179,7 @@ def _source_index(layout: str) -> np.ndarray:
     index[_FACE:_LEFT_HAND] = face
     index[_LEFT_HAND:_RIGHT_HAND] = np.arange(left, left + 21)
     index[_RIGHT_HAND:] = np.arange(right, right + 21)
+    index.flags.writeable = False
     return index
 
 
@@ -183,22 +208,11 @@ def to_coco_wholebody(points: np.ndarray, confidence: np.ndarray | None, layout:
         xy = xy * np.array([width, height], dtype=np.float64)
     index = _source_index(layout)
     present = index >= 0
-    out_xy = np.zeros((points.shape[0], NUM_COCO_POINTS, 2))
-    out_conf = np.zeros((points.shape[0], NUM_COCO_POINTS))
+    out_xy = np.zeros((points.shape[0], NUM_WHOLEBODY_POINTS, 2))
+    out_conf = np.zeros((points.shape[0], NUM_WHOLEBODY_POINTS))
     out_xy[:, present] = xy[:, index[present]]
     out_conf[:, present] = conf[:, index[present]]
-    return _clean(out_xy, out_conf)
-
-
-def _clean(xy: np.ndarray, conf: np.ndarray) -> np.ndarray:
-    """The readers' missing-point rule (see the module docstring) on float64 inputs → float32 ``(T, N, 3)``."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        xy32, conf32 = xy.astype(np.float32), conf.astype(np.float32)
-    valid = (conf32 > 0) & np.isfinite(conf32) & np.isfinite(xy32).all(axis=-1)
-    out = np.zeros(xy.shape[:-1] + (3,), dtype=np.float32)
-    out[..., :2] = np.where(valid[..., None], xy32, 0.0)
-    out[..., 2] = np.where(valid, np.clip(conf32, 0.0, 1.0), 0.0)
-    return out
+    return clean_keypoints(out_xy, out_conf)
 
 
 def pose_to_coco_wholebody(pose) -> tuple[np.ndarray, str]:
@@ -217,7 +231,7 @@ def pose_to_coco_wholebody(pose) -> tuple[np.ndarray, str]:
         raise ValueError(f"{layout}: body data of shape {data.shape} is not (frames, people, "
                          f"{layout_points(layout)}, 2+)")
     if data.shape[1] == 0:
-        return np.zeros((data.shape[0], NUM_COCO_POINTS, 3), dtype=np.float32), layout
+        return np.zeros((data.shape[0], NUM_WHOLEBODY_POINTS, 3), dtype=np.float32), layout
     xy = np.ma.getdata(data)[:, 0, :, :2]
     masked = np.ma.getmaskarray(data)[:, 0, :, :2].any(axis=-1)
     conf = np.where(masked, 0.0, np.asarray(pose.body.confidence)[:, 0])
@@ -253,10 +267,6 @@ def pose_provenance(raw: bytes, layout: str) -> Provenance:
 
 
 _OPENPOSE_FRAME = re.compile(r"_(\d+)_keypoints\.json$")
-_OPENPOSE_PARTS = (("pose_keypoints_2d", 25), ("face_keypoints_2d", 70), ("hand_left_keypoints_2d", 21),
-                   ("hand_right_keypoints_2d", 21))
-
-
 def read_openpose_folder(folder: str | Path, width: float | None = None, height: float | None = None) -> np.ndarray:
     """OpenPose's per-frame JSON of one video (``<name>_<frame number>_keypoints.json``, How2Sign's release) →
     ``(T, 133, 3)`` COCO-WholeBody pixels of the main signer (:func:`slp.extract.tracking.main_track`).
@@ -277,20 +287,21 @@ def read_openpose_folder(folder: str | Path, width: float | None = None, height:
     if not numbered:
         raise ValueError(f"{folder}: no OpenPose '*_<frame>_keypoints.json' files")
     numbered.sort()
-    frames: list[list[Detection]] = [[] for _ in range(numbered[-1][0] + 1)]
+    people: list[np.ndarray] = []  # every person of every file, (137, 3) OpenPose points
+    owners: list[int] = []  # the frame of each
     for t, path in numbered:
         try:
             for person in json.loads(path.read_text(encoding="utf-8"))["people"]:
                 parts = [np.asarray(person.get(name) or np.zeros(3 * n), dtype=np.float64).reshape(n, 3)
-                         for name, n in _OPENPOSE_PARTS]
-                points = np.concatenate(parts)[None]
-                keypoints = to_coco_wholebody(points[..., :2], points[..., 2], OPENPOSE)[0]
-                if keypoints[:, 2].any():
-                    frames[t].append(Detection.from_keypoints(keypoints))
+                         for name, n in LAYOUT_COMPONENTS[OPENPOSE]]
+                people.append(np.concatenate(parts))
+                owners.append(t)
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not an OpenPose keypoints file ({type(exc).__name__}: {exc})") from exc
-    if not (width and height):
-        detected = [d.keypoints[d.keypoints[:, 2] > 0, :2] for frame in frames for d in frame]
-        extent = np.concatenate(detected).max(axis=0) if detected else np.ones(2)
-        width, height = float(max(extent[0], 1.0)), float(max(extent[1], 1.0))
+    frames: list[list[Detection]] = [[] for _ in range(numbered[-1][0] + 1)]
+    if people:
+        points = np.stack(people)
+        for t, keypoints in zip(owners, to_coco_wholebody(points[..., :2], points[..., 2], OPENPOSE)):
+            if keypoints[:, 2].any():
+                frames[t].append(Detection.from_keypoints(keypoints))
     return main_track(frames, width, height)

@@ -20,29 +20,34 @@ from pathlib import Path
 
 import numpy as np
 
-from slp.pose.layout import EDGES, NUM_POINTS, PART_COLORS, PART_NAMES, PART_SLICES, POINT_PART, WHOLEBODY_INDICES
+from slp.pose.layout import (
+    COCO_WHOLEBODY_POINT_NAMES,
+    EDGES,
+    NUM_POINTS,
+    PART_COLORS,
+    PART_NAMES,
+    PART_SLICES,
+    POINT_PART,
+    WHOLEBODY_INDICES,
+)
 
-_BODY_POINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-                     "left_elbow", "right_elbow", "left_wrist", "right_wrist")
-
-
-def _point_name(source: int) -> str:
-    """The name of COCO-WholeBody point ``source`` (MMPose's naming of the ``.pose`` files it writes)."""
-    if source < len(_BODY_POINT_NAMES):
-        return _BODY_POINT_NAMES[source]
-    if source < 91:
-        return f"face-{source - 23}"
-    if source < 112:
-        return f"left_hand_{source - 91}"
-    return f"right_hand_{source - 112}"
-
-
-#: Name of each of the 79 points, in the order of the 79 array.
-POINT_NAMES: tuple[str, ...] = tuple(_point_name(int(i)) for i in WHOLEBODY_INDICES)
+#: Name of each of the 79 points (its COCO-WholeBody point's name), in the order of the 79 array.
+POINT_NAMES: tuple[str, ...] = tuple(COCO_WHOLEBODY_POINT_NAMES[int(i)] for i in WHOLEBODY_INDICES)
 #: pose-format component name of each part of :data:`slp.pose.layout.PART_NAMES`.
 COMPONENT_NAMES: dict[str, str] = {part: part.upper() for part in PART_NAMES}
-_POINT_FORMAT = "XYC"
-_HEADER_VERSION = 0.2  # the version pose-format's writer stamps on every file it writes
+POINT_FORMAT = "XYC"
+HEADER_VERSION = 0.2  # the version pose-format's writer stamps on every file it writes
+
+
+@dataclass(frozen=True)
+class Component:
+    """A pose-format header component: its ``name``, ``points`` (names), ``limbs`` (pairs of point positions
+    inside the component) and the RGB ``color`` of every limb."""
+
+    name: str
+    points: tuple[str, ...]
+    limbs: tuple[tuple[int, int], ...]
+    color: tuple[int, int, int]
 
 
 @dataclass
@@ -55,16 +60,41 @@ class Pose79:
     height: int
 
 
-def _components():
-    from pose_format.pose_header import PoseHeaderComponent
+def pose_bytes(xy: np.ndarray, confidence: np.ndarray, fps: float, width: int, height: int,
+               components: list[Component]) -> bytes:
+    """The pose-format ``.pose`` bytes of one person: ``(T, N, 2)`` pixel coordinates and ``(T, N)`` confidences,
+    the ``N`` points being those of ``components`` in order. A point of confidence <= 0 is missing: masked, with
+    coordinates and confidence stored as 0. Coordinates are rounded once to float32; the header records
+    :data:`HEADER_VERSION`, ``width`` × ``height`` (unsigned 16-bit integers) and the components."""
+    from pose_format import Pose
+    from pose_format.numpy.pose_body import NumPyPoseBody
+    from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderDimensions
 
+    for name, size in (("width", width), ("height", height)):
+        if int(size) != size or not 0 < size < 2**16:  # the header stores them as unsigned 16-bit integers
+            raise ValueError(f"{name} {size} is not an integer in [1, 65535]")
+    confidence = np.asarray(confidence, dtype=np.float32)
+    missing = confidence <= 0
+    points = np.where(missing[..., None], 0.0, np.asarray(xy)).astype(np.float32)[:, None]
+    confidence = np.where(missing, np.float32(0), confidence)[:, None]
+    body = NumPyPoseBody(fps, np.ma.masked_array(points, mask=np.repeat(missing[:, None, :, None], 2, axis=-1)),
+                         confidence)
+    header_components = [PoseHeaderComponent(c.name, list(c.points), [tuple(limb) for limb in c.limbs],
+                                             [c.color] * len(c.limbs), POINT_FORMAT) for c in components]
+    header = PoseHeader(HEADER_VERSION, PoseHeaderDimensions(int(width), int(height), 0), header_components)
+    buffer = io.BytesIO()
+    Pose(header, body).write(buffer)
+    return buffer.getvalue()
+
+
+def _components() -> list[Component]:
+    """The 79-point layout's components: one per part, with the layout's edges inside the part as limbs."""
     components = []
     for k, part in enumerate(PART_NAMES):
         part_slice = PART_SLICES[part]
         inside = EDGES[(POINT_PART[EDGES[:, 0]] == k) & (POINT_PART[EDGES[:, 1]] == k)] - part_slice.start
-        limbs = [(int(a), int(b)) for a, b in inside]
-        components.append(PoseHeaderComponent(COMPONENT_NAMES[part], list(POINT_NAMES[part_slice]), limbs,
-                                              [PART_COLORS[part]] * len(limbs), _POINT_FORMAT))
+        limbs = tuple((int(a), int(b)) for a, b in inside)
+        components.append(Component(COMPONENT_NAMES[part], POINT_NAMES[part_slice], limbs, PART_COLORS[part]))
     return components
 
 
@@ -72,39 +102,22 @@ def pose_79_bytes(pose: np.ndarray, fps: float, width: int, height: int) -> byte
     """The ``.pose`` bytes of a 79-point sequence in shard coordinates: ``(T, 79, 3)`` x / width, y / height,
     confidence (a shard sample's pose, or a model's prediction), or ``(T, 79, 2)`` coordinates only (every point
     seen, confidence 1)."""
-    from pose_format import Pose
-    from pose_format.numpy.pose_body import NumPyPoseBody
-    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
-
     pose = np.asarray(pose)
     if pose.ndim != 3 or pose.shape[1] != NUM_POINTS or pose.shape[2] not in (2, 3):
         raise ValueError(f"pose of shape {pose.shape} is not (T, {NUM_POINTS}, 2|3)")
     if not np.isfinite(pose).all():
         raise ValueError("pose holds values that are not finite (missing points have confidence 0, not NaN)")
-    for name, size in (("width", width), ("height", height)):
-        if int(size) != size or not 0 < size < 2**16:  # the header stores them as unsigned 16-bit integers
-            raise ValueError(f"{name} {size} is not an integer in [1, 65535]")
     confidence = pose[..., 2].astype(np.float32) if pose.shape[2] == 3 else np.ones(pose.shape[:2], np.float32)
-    missing = confidence <= 0
     # float64 product, then one rounding to float32: the pixel value nearest the exact one (module docstring).
     pixels = pose[..., :2].astype(np.float64) * np.array([width, height], dtype=np.float64)
-    xy = np.where(missing[..., None], 0.0, pixels).astype(np.float32)[:, None]
-    confidence = np.where(missing, np.float32(0), confidence)[:, None]
-    body = NumPyPoseBody(fps, np.ma.masked_array(xy, mask=np.repeat(missing[:, None, :, None], 2, axis=-1)),
-                         confidence)
-    header = PoseHeader(_HEADER_VERSION, PoseHeaderDimensions(int(width), int(height), 0), _components())
-    buffer = io.BytesIO()
-    Pose(header, body).write(buffer)
-    return buffer.getvalue()
+    return pose_bytes(pixels, confidence, fps, width, height, _components())
 
 
 def write_pose_79(path: str | Path, pose: np.ndarray, fps: float, width: int, height: int) -> Path:
-    """Write :func:`pose_79_bytes` to ``path`` (its folder is created); returns the path."""
-    path = Path(path)
-    data = pose_79_bytes(pose, fps, width, height)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    """Write :func:`pose_79_bytes` to ``path`` atomically (its folder is created); returns the path."""
+    from slp.data.shards import write_bytes_atomic
+
+    return write_bytes_atomic(Path(path), pose_79_bytes(pose, fps, width, height))
 
 
 def read_pose_79(path: str | Path) -> Pose79:

@@ -13,6 +13,17 @@ import numpy as np
 NUM_WHOLEBODY_POINTS = 133
 NUM_POINTS = 79
 
+#: Names of the 133 COCO-WholeBody points (MMPose's naming in the ``.pose`` files it writes): the 23 body and feet
+#: points, then ``face-0`` … ``face-67``, ``left_hand_0`` … ``left_hand_20``, ``right_hand_0`` … ``right_hand_20``.
+COCO_WHOLEBODY_POINT_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle", "left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel",
+    *(f"face-{i}" for i in range(68)),
+    *(f"left_hand_{i}" for i in range(21)),
+    *(f"right_hand_{i}" for i in range(21)),
+)
+
 # Source index ranges (0-based, inclusive start, exclusive end) into the 133 layout, part by part.
 _PART_SOURCES: dict[str, list[int]] = {
     "body": list(range(0, 11)),  # nose, eyes, ears, shoulders, elbows, wrists
@@ -72,14 +83,15 @@ _POS = _source_to_position()
 _BODY_EDGES = [(0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10)]
 # Jaw contour is a chain of face points 0..16; the nose tip hangs from the chin (face point 8 = source 31).
 _FACE_EDGES = [(i, i + 1) for i in range(23, 39)] + [(53, 31)]
-# Inner lips are a closed loop of face points 60..67.
-_MOUTH_EDGES = [(83 + i, 83 + (i + 1) % 8) for i in range(8)]
-# Hand tree: root to each finger's base, then along each finger (21-point OpenPose / COCO hand order).
-_HAND_TREE = [(0, f) for f in (1, 5, 9, 13, 17)] + [
+#: Inner lips: a closed loop of face points 60..67 (indices into the 68 face points).
+INNER_LIPS_LOOP: tuple[tuple[int, int], ...] = tuple((60 + i, 60 + (i + 1) % 8) for i in range(8))
+_MOUTH_EDGES = [(23 + a, 23 + b) for a, b in INNER_LIPS_LOOP]
+#: Hand tree: root to each finger's base, then along each finger (21-point OpenPose / COCO hand order).
+HAND_TREE: tuple[tuple[int, int], ...] = tuple([(0, f) for f in (1, 5, 9, 13, 17)] + [
     (f + k, f + k + 1) for f in (1, 5, 9, 13, 17) for k in range(3)
-]
-_LEFT_HAND_EDGES = [(91 + a, 91 + b) for a, b in _HAND_TREE]
-_RIGHT_HAND_EDGES = [(112 + a, 112 + b) for a, b in _HAND_TREE]
+])
+_LEFT_HAND_EDGES = [(91 + a, 91 + b) for a, b in HAND_TREE]
+_RIGHT_HAND_EDGES = [(112 + a, 112 + b) for a, b in HAND_TREE]
 # Links between parts: body wrists to hand roots; body nose to the face nose tip, and the nose tip to the
 # middle of the upper inner lip (face point 62 = source 85) so the mouth joins the graph.
 _LINK_EDGES = [(9, 91), (10, 112), (0, 53), (53, 85)]

@@ -43,7 +43,16 @@ from typing import Any
 
 import numpy as np
 
-from slp.pose.convert import COCO_WHOLEBODY, OPENPOSE, pose_provenance, pose_to_coco_wholebody, read_openpose_folder
+from slp.cli_errors import file_problem
+from slp.config import is_int
+from slp.pose.convert import (  # clean_keypoints: re-exported, the readers' missing-point rule
+    COCO_WHOLEBODY,
+    OPENPOSE,
+    clean_keypoints,
+    pose_provenance,
+    pose_to_coco_wholebody,
+    read_openpose_folder,
+)
 from slp.pose.layout import NUM_WHOLEBODY_POINTS, wholebody_to_79
 
 #: A detected point lying more than this fraction of the frame size outside the frame (x / width below -0.5 or
@@ -99,23 +108,6 @@ class PoseSequence:
     @property
     def num_frames(self) -> int:
         return int(self.keypoints.shape[0])
-
-
-def clean_keypoints(xy: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """Stack ``(T, N, 2)`` coordinates and ``(T, N)`` confidences into ``(T, N, 3)`` float32 with the missing rule.
-
-    A point is missing when its confidence is not positive or any value is non-finite; missing points become
-    ``(0, 0, 0)``. Confidences above 1 (MMPose's heatmap scores reach 1.06) are clipped to 1 so they can serve as
-    loss weights.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf: missing below
-        xy = np.asarray(xy, dtype=np.float32)
-        conf = np.asarray(confidence, dtype=np.float32)
-    valid = (conf > 0) & np.isfinite(conf) & np.isfinite(xy).all(axis=-1)
-    out = np.zeros(xy.shape[:-1] + (3,), dtype=np.float32)
-    out[..., :2] = np.where(valid[..., None], xy, 0.0)
-    out[..., 2] = np.where(valid, np.clip(conf, 0.0, 1.0), 0.0)
-    return out
 
 
 def _recorded_number(value: Any, name: str, where: str) -> float | None:
@@ -192,32 +184,11 @@ def read_pose_file(path: Path, fps=None, width=None, height=None) -> PoseSequenc
 def read_openpose_json(path: Path, fps=None, width=None, height=None) -> PoseSequence:
     """An OpenPose folder of per-frame JSON files (How2Sign), converted to COCO-WholeBody 133."""
     try:
-        keypoints = read_openpose_folder(path)
+        keypoints = read_openpose_folder(path, width, height)
     except ValueError as exc:
         raise PoseFormatError(f"{path}: {exc}") from None
     seq = _sequence(keypoints, str(path), "OpenPose JSON", {}, {"fps": fps, "width": width, "height": height})
     return replace(seq, layout=OPENPOSE, estimator="openpose")
-
-
-def _main_instance(instances: list[dict], previous_center: np.ndarray | None) -> dict:
-    """The signer among several detections: the largest box weighted by its score, favouring continuity.
-
-    Signers face the camera and fill the frame, so area × score picks them; a bystander of similar size is
-    told apart by staying close to the previous frame's choice (the score is divided by 1 + the centre shift
-    in box widths).
-    """
-
-    def merit(inst: dict) -> float:
-        x1, y1, x2, y2 = np.asarray(inst.get("bbox", [[0, 0, 0, 0]]), dtype=np.float64).reshape(-1)[:4]
-        area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
-        score = float(inst.get("bbox_score", 1.0))
-        value = area * score
-        if previous_center is not None and x2 > x1:
-            shift = np.linalg.norm(np.array([(x1 + x2) / 2, (y1 + y2) / 2]) - previous_center) / (x2 - x1)
-            value /= 1.0 + shift
-        return value
-
-    return max(instances, key=merit)
 
 
 def _frame_positions(frames: list[dict], path: Path) -> list[int]:
@@ -226,7 +197,7 @@ def _frame_positions(frames: list[dict], path: Path) -> list[int]:
     if all(i is None for i in ids):
         return list(range(len(frames)))
     for i in ids:
-        if not isinstance(i, int) or isinstance(i, bool) or i < 0:
+        if not is_int(i) or i < 0:
             raise PoseFormatError(f"{path}: frame_id {i!r} is not an integer >= 0")
     if len(set(ids)) != len(ids):
         twice = next(i for i in ids if ids.count(i) > 1)
@@ -238,7 +209,11 @@ def _frame_positions(frames: list[dict], path: Path) -> list[int]:
 
 def read_mmpose_json(path: Path, fps=None, width=None, height=None) -> PoseSequence:
     """MMPose ``--save-predictions`` output; frames without an instance, and frame ids the list skips, are
-    frames without detections."""
+    frames without detections. With several people, the main signer is kept
+    (:func:`slp.extract.tracking.main_track`: tracks across frames, judged in the ``width`` × ``height`` frame
+    when given, else in the extent of the detections)."""
+    from slp.extract.tracking import Detection, instance_box, main_track
+
     try:
         frames = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -248,28 +223,27 @@ def read_mmpose_json(path: Path, fps=None, width=None, height=None) -> PoseSeque
     if not isinstance(frames, list) or not all(isinstance(frame, dict) for frame in frames):
         raise PoseFormatError(f"{path}: expected a list of frame objects with 'instances' (MMPose predictions)")
     positions = _frame_positions(frames, path)
-    out = np.zeros((max(positions, default=-1) + 1, NUM_WHOLEBODY_POINTS, 3), dtype=np.float32)
-    center = None
+    people: list[list[Detection]] = [[] for _ in range(max(positions, default=-1) + 1)]
     for t, frame in sorted(zip(positions, frames), key=lambda pair: pair[0]):
         instances = frame.get("instances") or []
         try:
             if not isinstance(instances, list) or not all(isinstance(inst, dict) for inst in instances):
                 raise TypeError("'instances' is not a list of objects")
-            if not instances:
-                continue
-            inst = _main_instance(instances, center)
-            xy = np.asarray(inst["keypoints"], dtype=np.float32)
-            scores = np.asarray(inst["keypoint_scores"], dtype=np.float32)
-            box = np.asarray(inst.get("bbox", [[0, 0, 0, 0]]), dtype=np.float64).reshape(-1)[:4]
+            parsed = [(np.asarray(inst["keypoints"], dtype=np.float32),
+                       np.asarray(inst["keypoint_scores"], dtype=np.float32), instance_box(inst))
+                      for inst in instances]
         except (KeyError, TypeError, ValueError) as exc:
             raise PoseFormatError(f"{path}: frame {t} has no readable instance ({type(exc).__name__}: {exc})") from exc
-        if xy.shape != (NUM_WHOLEBODY_POINTS, 2) or scores.shape != (NUM_WHOLEBODY_POINTS,):
-            raise UnsupportedLayout(
-                f"{path}: frame {t} has keypoints {xy.shape} / scores {scores.shape}, "
-                f"expected ({NUM_WHOLEBODY_POINTS}, 2) / ({NUM_WHOLEBODY_POINTS},) (COCO-WholeBody)"
-            )
-        out[t] = clean_keypoints(xy, scores)
-        center = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        for xy, scores, box in parsed:
+            if xy.shape != (NUM_WHOLEBODY_POINTS, 2) or scores.shape != (NUM_WHOLEBODY_POINTS,):
+                raise UnsupportedLayout(
+                    f"{path}: frame {t} has keypoints {xy.shape} / scores {scores.shape}, "
+                    f"expected ({NUM_WHOLEBODY_POINTS}, 2) / ({NUM_WHOLEBODY_POINTS},) (COCO-WholeBody)"
+                )
+            keypoints = clean_keypoints(xy, scores)
+            if keypoints[:, 2].any():
+                people[t].append(Detection.from_keypoints(keypoints, box))
+    out = main_track(people, width, height)
     seq = _sequence(out, str(path), "MMPose predictions JSON", {}, {"fps": fps, "width": width, "height": height})
     return replace(seq, estimator="mmpose")
 
@@ -373,17 +347,20 @@ def read_pose(
         if not path.is_dir():
             raise MissingPose(f"{path}: no such OpenPose folder")
         return read_openpose_json(path, fps, width, height)
-    if not path.is_file():
-        raise MissingPose(f"{path}: {'is a directory, not a pose file' if path.is_dir() else 'no such pose file'}")
+    if problem := file_problem(path):
+        raise MissingPose(f"{path}: {problem}")
     fmt = format_for_path(path) if format == "auto" else format
-    if fmt == "pickle":
-        if key is None:
-            raise PoseFormatError(f"{path}: a pickle collection needs the key of the sequence to read")
-        return collection_sequence(read_pickle_collection(path, allow_pickle=allow_pickle), key, path, fps=fps,
-                                   width=width, height=height)
-    if fmt not in _READERS:
-        raise PoseFormatError(f"{path}: unknown pose format {fmt!r}; known: {sorted(POSE_FORMATS)}")
-    return _READERS[fmt](path, fps, width, height)
+    try:
+        if fmt == "pickle":
+            if key is None:
+                raise PoseFormatError(f"{path}: a pickle collection needs the key of the sequence to read")
+            return collection_sequence(read_pickle_collection(path, allow_pickle=allow_pickle), key, path, fps=fps,
+                                       width=width, height=height)
+        if fmt not in _READERS:
+            raise PoseFormatError(f"{path}: unknown pose format {fmt!r}; known: {sorted(POSE_FORMATS)}")
+        return _READERS[fmt](path, fps, width, height)
+    except OSError as exc:  # permissions, I/O errors: a file the user named that cannot be read
+        raise PoseFormatError(f"{path}: {exc.strerror or exc}") from None
 
 
 def shard_pose_and_outside(seq: PoseSequence) -> tuple[np.ndarray, int]:
