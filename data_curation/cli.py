@@ -2,6 +2,7 @@
 
     slp-curate build --config configs/curate/sl15m.yaml [workers=4 output=runs/sl15m ...]
     slp-curate stats runs/sl15m [--out runs/sl15m/stats]
+    slp-curate audit runs/sl15m [--out DIR] [--pretrain-config configs/pretrain/paper.yaml]   # exit 1: a leak
     slp-curate fixtures --out runs/fixtures     # the nine datasets in their release formats, small, + a config
     slp-curate synthetic --out runs/synthetic [num_glosses=40 num_signers=12 ...]
     slp-curate render POSE_OR_SHARD --out runs/render/football [--key KEY] [--fps 25 --width 1280 --height 720]
@@ -9,6 +10,7 @@
 
 A mistake in what you give (a config, a file, an option) is one line naming it, exit status 2
 (:mod:`slp.cli_errors`); a record that cannot be curated is a row of ``rejects.parquet`` and a count here.
+``audit`` exits 1 when a source video of a test split pre-training excludes is in what it reads.
 """
 
 from __future__ import annotations
@@ -64,6 +66,30 @@ def _stats(args: argparse.Namespace) -> None:
         raise UserError(f"{manifest}: not a curation manifest ({' '.join(str(exc).split())})") from None
     print(format_table(stats))
     print(f"stats → {out / 'stats.json'}, duration histogram → {out / 'duration_histogram.png'}")
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from data_curation.audit import audit_build, finding_lines, write_report
+
+    data, source = None, ""
+    if args.pretrain_config:
+        from pretrain.config import PretrainRunConfig
+
+        data, source = load_user_config(PretrainRunConfig, args.pretrain_config).data, args.pretrain_config
+    audit = audit_build(args.build, data, data_source=source)
+    report = audit.report
+    json_path, html_path = write_report(audit, args.out or args.build)
+    pretraining, data = report["pretraining"], report["pretraining"]["data"]
+    print(f"{report['samples']} samples in {report['shards']} shards; pre-training reads {pretraining['samples_read']} "
+          f"of them ({pretraining['rule']}: splits {', '.join(data['splits']) or 'all'}, {len(data['exclude'])} "
+          f"dataset/split(s) excluded); excluded test splits in the build: "
+          f"{', '.join(pretraining['excluded_test_splits']) or 'none'}")
+    for line in finding_lines(report):
+        print(line)
+    counts = report["counts"]
+    found = ", ".join(f"{n} {name}" for name, n in counts.items() if n) or "clean"
+    print(f"{'LEAK' if report['leak'] else 'no leak'}: {found} → {json_path}, {html_path}")
+    return 1 if report["leak"] else 0
 
 
 def _fixtures(args: argparse.Namespace) -> None:
@@ -161,6 +187,14 @@ def build_parser() -> ArgumentParser:
     sts.add_argument("build", help="a build folder (or its manifest.parquet)")
     sts.add_argument("--out", help="where stats.json and duration_histogram.png go (default: the build folder)")
     sts.set_defaults(run=_stats)
+
+    aud = sub.add_parser("audit", help="leaks, frame-range and cue problems, shared signers, missing parts of a "
+                                       "build: audit.json + audit.html; exit 1 on a test-split leak")
+    aud.add_argument("build", help="a build folder (shards/*.tar and manifest.parquet)")
+    aud.add_argument("--out", help="where audit.json and audit.html go (default: the build folder)")
+    aud.add_argument("--pretrain-config", help="a pre-training YAML (configs/pretrain/) whose data: decides what "
+                                               "pre-training reads (default: the train splits)")
+    aud.set_defaults(run=_audit)
 
     fix = sub.add_parser("fixtures", help="write small datasets in the nine sources' release formats + a config")
     fix.add_argument("--out", required=True, help="output folder (one folder a dataset, curate.yaml)")

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _backend_options(args: argparse.Namespace) -> dict:
+def backend_options(args: argparse.Namespace) -> dict:
     options = {}
     for item in args.option:
         key, sep, value = item.partition("=")
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> None:
         jobs = list_videos(args.videos)
     except (ValueError, OSError) as exc:
         raise UserError(f"--videos: {exc}") from None
-    spec = BackendSpec(args.backend, _backend_options(args))
+    spec = BackendSpec(args.backend, backend_options(args))
     try:
         summary = run_extraction(jobs, args.out, spec, engine=args.engine, workers=args.workers,
                                  batch_size=args.batch_size, ray_address=args.ray_address,

@@ -1,7 +1,10 @@
-"""Fine-tuned checkpoints that say what they are: ``best.safetensors`` plus ``head.json`` beside it.
+"""Fine-tuned checkpoints that say what they are: ``best.safetensors`` (or a head directory's ``model.safetensors``,
+:mod:`finetune.export`) plus ``head.json`` beside it.
 
 ``head.json`` records the task, the head's state (class count, vocabulary… what rebuilds the head without training
-data), the name and shape of every saved tensor and the weights file's sha256. ``--eval-only`` checks all of it
+data), what its outputs mean when the head's state does not say it (``outputs``: ISLR's class names, the text
+languages of a translation or retrieval head; head directories only), the name and shape of every saved tensor and
+the weights file's sha256. ``--eval-only`` checks all of it
 before it evaluates, so another task's checkpoint, a checkpoint of another head shape, and a damaged file are each
 refused with one line saying which, instead of a ``KeyError`` or, worse, a silent evaluation of wrong weights.
 """
@@ -30,20 +33,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_head(head: nn.Module, path: str | Path, task: str) -> None:
-    """Write the head's weights to ``path`` and its ``head.json`` beside it."""
+def save_head(head: nn.Module, path: str | Path, task: str, outputs: dict | None = None) -> None:
+    """Write the head's weights to ``path`` and its ``head.json`` beside it (with ``outputs`` when given)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in head.state_dict().items()}
     save_file(tensors, path)
     record = {"format": FORMAT, "task": task, "head": head.head_state(),
               "tensors": {k: list(v.shape) for k, v in tensors.items()}, "sha256": _sha256(path)}
+    if outputs is not None:
+        record["outputs"] = outputs
     (path.with_name(HEAD_STATE)).write_text(json.dumps(record, ensure_ascii=False, indent=1))
 
 
-def read_head_record(path: str | Path, task: str) -> dict:
-    """The ``head.json`` of checkpoint ``path``, checked: the files exist, the task is ``task`` and the weights
-    file is the one that was saved (sha256). Raises :class:`UserError` naming the file and what is wrong."""
+def read_head_record(path: str | Path, task: str | None) -> dict:
+    """The ``head.json`` of checkpoint ``path``, checked: the files exist, the task is ``task`` (any registered
+    one with None) and the weights file is the one that was saved (sha256). Raises :class:`UserError` naming the
+    file and what is wrong."""
     path = Path(path)
     if problem := file_problem(path):
         raise UserError(f"checkpoint {path}: {problem}")
@@ -57,7 +63,7 @@ def read_head_record(path: str | Path, task: str) -> dict:
         raise UserError(f"{record_path}: unreadable ({exc})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise UserError(f"{record_path}: not a head record of this slp version (format {FORMAT})")
-    if record["task"] != task:
+    if task is not None and record["task"] != task:
         raise UserError(f"checkpoint {path} is a {record['task']!r} head, not {task!r}: run --task {record['task']}")
     if _sha256(path) != record["sha256"]:
         raise UserError(f"checkpoint {path} is damaged: its sha256 differs from the one in {record_path}")

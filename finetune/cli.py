@@ -3,6 +3,8 @@
     slp-finetune --task islr --config configs/finetune/islr/wlasl.yaml --pretrained runs/pretrain/encoder
     slp-finetune --task islr --config configs/finetune/islr/wlasl.yaml --eval-only \
         --checkpoint runs/finetune/islr_wlasl/best.safetensors
+    slp-finetune --task islr --config configs/finetune/islr/wlasl.yaml --eval-only \
+        --checkpoint runs/finetune/islr_wlasl/model          # a head folder (a run's <output>/model)
     slp-finetune --task cslr --config configs/finetune/cslr/phoenix14.yaml --pretrained runs/pretrain/encoder
     slp-finetune --task slt --config configs/finetune/slt/phoenix14t.yaml --pretrained runs/pretrain/encoder
     slp-finetune --task retrieval --config configs/finetune/retrieval/csl_daily.yaml --pretrained ...
@@ -12,6 +14,10 @@
 Training and --eval-only alike run on any number of processes; the evaluation metrics do not depend on it.
 
 Without --pretrained the encoder is built from the config's `encoder` section and trained from scratch.
+
+A training run ends with <output>/model, a self-contained head folder (weights, config, head.json, the text
+model a head reads, a model card) that slp-predict and finetune.export.load_finetuned load, also from the Hub. With
+a head folder as --checkpoint, the head is the folder's; --config gives the data, batch size and output.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="configs/finetune/<task>/<dataset>.yaml")
     parser.add_argument("--pretrained", help="directory of a SignPoseEncoder.save_pretrained export")
     parser.add_argument("--eval-only", action="store_true", help="evaluate --checkpoint on dev and test")
-    parser.add_argument("--checkpoint", help="fine-tuned checkpoint (best.safetensors) to evaluate")
+    parser.add_argument("--checkpoint",
+                        help="fine-tuned checkpoint (best.safetensors) or head folder (<output>/model) to evaluate")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
     return parser
 

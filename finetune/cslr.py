@@ -16,6 +16,11 @@ Glosses of dev / test absent from the training vocabulary can never be predicted
 annotated gloss strings, so those glosses count as errors, and ``oov`` reports their share of the reference words
 (the part of the WER no model with this vocabulary can remove). Scoring strings rather than ids also lets the
 clean-up merge variants the way the official scripts do (``loc-REGEN`` scores as ``REGEN``).
+
+From a pre-training export the head takes the encoder only: the temporal convolutions, BiLSTM and gloss classifier
+have no counterpart in pre-training, whose other modules are the pose decoder (coordinates of masked joints) and
+the sign-text alignment (sentence-level similarity to mBART states, with no gloss vocabulary and no frame-level
+output the CTC layer could start from).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ Options (``islr.nla.*``, ``islr.stepnet.*``, ``islr.heatmap.*``; all off by defa
   from the training split's ``meta.gloss``) come from the frozen text encoder or a word-vector file; they are kept
   in the checkpoint and the class → gloss mapping in ``head.json``, so ``--eval-only`` never loads the text model.
 - StepNet (:mod:`slp.models.stepnet`) between the encoder and the classifier: the classifier reads StepNet's fused
-  feature (the prediction, as in the paper) and every partial prediction adds its loss with the same targets.
+  feature (the prediction, as in the paper) and every partial prediction adds its loss with the same targets;
+  ``islr.stepnet.spatial`` / ``temporal`` switch its branches (StepNet's Table 7a).
 - NLA-SLR's keypoint stream (:mod:`slp.models.heatmap`) in place of the pose encoder: the collator gives the poses in
   frame space (hands too, not in their own boxes), rendered as heatmaps on the model's device and read by a
   separable 3-D CNN, VKNet's two laterally connected networks by default; the NLA-SLR options read its feature
@@ -147,7 +148,8 @@ class ISLRHead(nn.Module):
         features = self.encoder(pose, frame_mask)
         if self.stepnet is None:
             return masked_mean(features, frame_mask), {}
-        out = self.stepnet(features, self.encoder.embedding.node_features(pose), frame_mask)
+        nodes = self.encoder.embedding.node_features(pose) if self.stepnet.spatial is not None else None
+        out = self.stepnet(features, nodes, frame_mask)
         return out.feature, out.partial_logits
 
     def logits(self, pose: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,11 @@
 
 F_sign = MLP(AvgPool_s(F_SE)) and F_text = MLP(F_TE) in d_e, compared by the fine-grained similarity m_ij (or the
 coarse one) and trained with the symmetric InfoNCE of eq. 5 over the global batch, τ learnable from 0.07 (paper
-§III-C, Table III): :class:`slp.models.alignment.SignTextAlignment`, the module pre-training uses. Its projectors and
-τ start fresh: the pre-training export holds the encoder only.
+§III-C, Table III): :class:`slp.models.alignment.SignTextAlignment`, the module pre-training uses. With ``--pretrained``
+the projectors and τ start from the ones pre-training learnt and exported beside the encoder
+(:meth:`RetrievalHead.load_pretrained`), so the head ranks pairs before its first step; an encoder exported without
+them (older exports, pre-training without L_STC) leaves them fresh, τ at ``retrieval.temperature``. They then train
+at the head's learning rate, as fresh ones do: only the encoder (and a trained text encoder) learns 10× slower.
 
 The text encoder is frozen by default. It then is no part of the fine-tuned weights: :meth:`RetrievalHead.state_dict`
 leaves it out (mbart-large-cc25 is 600M parameters that ``text_model`` already holds) and
@@ -29,9 +32,10 @@ from torch import nn
 from finetune.config import FinetuneConfig
 from finetune.data import collate_sequences
 from finetune.tasks import register_task
+from slp.cli_errors import UserError
 from slp.data.schema import Sample
 from slp.metrics import retrieval_metrics
-from slp.models.alignment import AlignmentConfig, SignTextAlignment
+from slp.models.alignment import ALIGNMENT_WEIGHTS_NAME, AlignmentConfig, SignTextAlignment
 from slp.models.sign_encoder import SignPoseEncoder
 from slp.text import FrozenTextEncoder, MBartTextTokenizer
 
@@ -66,9 +70,10 @@ def _pad(sequences: list[torch.Tensor], device: torch.device) -> tuple[torch.Ten
 
 class RetrievalHead(nn.Module):
     def __init__(self, encoder: SignPoseEncoder, text: FrozenTextEncoder, alignment: AlignmentConfig, *,
-                 train_text_encoder: bool = False, max_frames: int = 256):
+                 train_text_encoder: bool = False, max_frames: int = 256, text_model: str = ""):
         super().__init__()
         self.encoder = encoder
+        self.text_model = text_model  # where ``text`` was read from (a hub name or a local directory)
         self.text_tokenizer = text.text_tokenizer
         self.train_text_encoder = train_text_encoder
         if train_text_encoder:
@@ -83,6 +88,42 @@ class RetrievalHead(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.alignment.temperature.log_temperature.device
+
+    def load_pretrained(self, name_or_path: str) -> list[str]:
+        """Start the projectors and τ from the alignment module pre-training exported beside the encoder
+        ``name_or_path`` (:meth:`SignTextAlignment.from_pretrained`); returns the names of what was loaded, none
+        when the export has no such module.
+
+        The rule: the saved module is used only as the module this config trains, never reshaped or reinterpreted.
+        Its input widths must be this head's (the encoder's output, the text encoder's d_model) and its d_e, pooling
+        window and similarity those of ``retrieval.*``; a config that says otherwise is refused with the settings
+        that fit. ``retrieval.temperature`` is only where a fresh τ starts: the learnt τ replaces it. The text
+        model is recorded by name, which a moved folder changes, so a different name is reported, not refused.
+        """
+        found = SignTextAlignment.from_pretrained(name_or_path)
+        if found is None:
+            return []
+        saved, pretrained_text_model = found
+        mine = self.alignment
+        where = f"--pretrained {name_or_path}: its alignment module"
+        if saved.sign_dim != mine.sign_dim:
+            raise UserError(f"{where} projects {saved.sign_dim}-d sign features, the encoder gives {mine.sign_dim}")
+        if saved.text_dim != mine.text_dim:
+            raise UserError(f"{where} was trained on {saved.text_dim}-d features of {pretrained_text_model}, "
+                            f"retrieval.text_model={self.text_model} gives {mine.text_dim}: set retrieval.text_model "
+                            f"to the pre-training text encoder")
+        differ = [k for k in ("embed_dim", "pool_window", "similarity")
+                  if getattr(saved.cfg, k) != getattr(mine.cfg, k)]
+        if differ:
+            pretrained = " ".join(f"retrieval.{k}={getattr(saved.cfg, k)}" for k in differ)
+            configured = " ".join(f"retrieval.{k}={getattr(mine.cfg, k)}" for k in differ)
+            raise UserError(f"{where} has {pretrained}, the config {configured}: set {pretrained} to start from it "
+                            f"(an encoder folder without {ALIGNMENT_WEIGHTS_NAME} starts the projectors fresh)")
+        mine.load_state_dict(saved.state_dict())
+        text_note = ("" if pretrained_text_model == self.text_model else
+                     f" (trained on features of {pretrained_text_model}, this run reads {self.text_model})")
+        return ["alignment.sign_projector", "alignment.text_projector" + text_note,
+                f"alignment.temperature (τ {mine.temperature().item():.4g})"]
 
     def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
         state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
@@ -168,7 +209,7 @@ def build_head(cfg: FinetuneConfig, encoder: SignPoseEncoder, train: list[Sample
                                 similarity=shape["similarity"], temperature_init=r.temperature,
                                 chunk_size=r.chunk_size)
     return RetrievalHead(encoder, text, alignment, train_text_encoder=shape["train_text_encoder"],
-                         max_frames=cfg.data.max_frames)
+                         max_frames=cfg.data.max_frames, text_model=r.text_model)
 
 
 def results_table(dev: dict, test: dict) -> str:

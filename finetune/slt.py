@@ -17,6 +17,14 @@ Decoding recomputes the prefix at every step instead of caching keys and values:
 ``max_target_tokens`` (128) long and the decoder has 3 blocks, so this costs little beside the encoder.
 
 Metrics: BLEU-1/2/4 and ROUGE-L (Chinese per character) with the sacrebleu signature, scored per text language.
+
+From a pre-training export the head takes the encoder only; projector and decoder start random, as in the paper
+(§III-C, after GFSLT). Nothing else pre-training learns corresponds to them: its sign projector maps ``AvgPool_s``
+clips of the encoder's features into the contrastive space, compared by cosine with projected mBART *encoder*
+states; this one maps every frame, through a batch norm (:class:`SignProjector`), into the input of a decoder that is
+itself random and predicts over its own vocabulary, so copying the linear layers would give that decoder no space
+it knows, and the text projector has no counterpart in a decoder that never reads mBART encoder states. The pose
+decoder reconstructs coordinates, which no head predicts.
 """
 
 from __future__ import annotations

@@ -11,8 +11,12 @@ A task is one head file in ``finetune/``, registered by name (:mod:`finetune.tas
 - ``MAIN_METRIC``, ``HIGHER_IS_BETTER`` (which dev metric picks the best epoch) and ``results_table(dev, test)``;
 - optionally a ``total_steps`` attribute on the head, which the trainer sets to the optimiser steps of the whole
   training once its loader is prepared;
+- ``build_head`` raises ``ValueError`` for options that do not go together (the command says it in one line);
 - optionally ``uses_pose_encoder(cfg) -> bool``: False when the configured head reads no pose encoder (then a
-  ``--pretrained`` encoder is refused rather than ignored).
+  ``--pretrained`` encoder is refused rather than ignored);
+- optionally a ``load_pretrained(name_or_path) -> list[str]`` method on the head: with ``--pretrained`` (when
+  training) it loads what else of the pre-training export the head starts from and names it (retrieval: the
+  alignment module); the trainer prints what was loaded.
 
 The head works on tensors, as Hugging Face models do:
 
@@ -56,6 +60,7 @@ from transformers import get_scheduler
 from finetune.checkpoint import load_head_weights, read_head_record, save_head
 from finetune.config import FinetuneConfig, FinetuneOptimConfig
 from finetune.data import load_split
+from finetune.export import WEIGHTS_NAME, head_folder, load_finetuned, save_finetuned, training_card_data
 from finetune.tasks import task_module
 from slp.cli_errors import UserError
 from slp.data.schema import Sample
@@ -63,6 +68,7 @@ from slp.data.shards import write_summary
 from slp.models.sign_encoder import SignPoseEncoder
 
 BEST = "best.safetensors"
+MODEL_DIR = "model"  # the self-contained head folder a training run ends with (finetune.export)
 
 
 def build_encoder(cfg: FinetuneConfig, pretrained: str | None) -> SignPoseEncoder:
@@ -134,7 +140,12 @@ def _improved(value: float, best: float | None, higher_is_better: bool) -> bool:
 
 
 def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str | None = None) -> dict:
-    """Fine-tune (or, with ``checkpoint``, only evaluate) the head of ``cfg.task``; returns the metrics written."""
+    """Fine-tune (or, with ``checkpoint``, only evaluate) the head of ``cfg.task``; returns the metrics written.
+
+    ``checkpoint`` is a ``best.safetensors`` (with its ``head.json``), rebuilt from ``cfg`` and ``pretrained``, or a
+    head folder (:mod:`finetune.export`), whose own config and encoder make the head: ``cfg`` then gives the data,
+    the batch size, the precision and the output only. A training run ends by writing ``<output>/model``, the head
+    folder of its best checkpoint."""
     task = task_module(cfg.task)
     # Heads use all their parameters in every step; DDP then needs no search for unused ones.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
@@ -147,11 +158,27 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
     # Fail fast: the options, the checkpoint, then the data, before a head loads its text model.
     if pretrained and not getattr(task, "uses_pose_encoder", lambda _: True)(cfg):
         raise UserError(f"--pretrained {pretrained}: this {cfg.task} configuration does not use the pose encoder")
+    training = checkpoint is None
+    folder = head_folder(checkpoint) if checkpoint and Path(checkpoint).is_dir() else None
+    if folder is not None:
+        if pretrained:
+            raise UserError(f"--pretrained {pretrained}: the head folder {checkpoint} holds its own encoder")
+        checkpoint = str(folder / WEIGHTS_NAME)
     record = read_head_record(checkpoint, cfg.task) if checkpoint else None
     dev = load_split(data.shards, data.dataset, data.dev_split, task.keep, data.labels)
     test = load_split(data.shards, data.dataset, data.test_split, task.keep, data.labels)
     train = [] if checkpoint else load_split(data.shards, data.dataset, data.train_split, task.keep, data.labels)
-    model = task.build_head(cfg, build_encoder(cfg, pretrained), train, record["head"] if record else None)
+    if folder is not None:
+        model = load_finetuned(folder).head
+    else:
+        try:
+            model = task.build_head(cfg, build_encoder(cfg, pretrained), train, record["head"] if record else None)
+        except ValueError as exc:  # a head refuses options that do not go together: the user's config, one line
+            raise UserError(f"--task {cfg.task}: {exc}") from None
+    if pretrained and not checkpoint:  # (a checkpoint replaces every weight)
+        loaded = ["encoder", *(model.load_pretrained(pretrained) if hasattr(model, "load_pretrained") else [])]
+        if accelerator.is_main_process:
+            print(f"--pretrained {pretrained}: loaded {', '.join(loaded)}")
     batch = cfg.optim.batch_size
     history = []
     if not checkpoint:
@@ -212,9 +239,16 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
     results = {"task": cfg.task, "checkpoint": checkpoint, "pretrained": pretrained,
                "processes": accelerator.num_processes, "dev": dev_metrics, "test": test_metrics,
                "history": history, "head_state": model.head_state(), "config": dataclasses.asdict(cfg)}
+    if training:
+        results["model"] = str(out / MODEL_DIR)
     if accelerator.is_main_process:
         write_summary(out / "metrics.json", results)
         print(task.results_table(results["dev"], results["test"]))
+        if training:
+            save_finetuned(model, cfg, out / MODEL_DIR, train=train, results=results, pretrained=pretrained,
+                           card_data=training_card_data(cfg))
+            print(f"head folder (loads with no config or data: finetune.export.load_finetuned, slp-predict --model): "
+                  f"{out / MODEL_DIR}")
     # Every rank leaves together and without a live process group: a rank exiting while the group's threads still
     # run can abort ("terminate called without an active exception") and fail the launch after the work is done.
     accelerator.wait_for_everyone()

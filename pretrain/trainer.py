@@ -1,4 +1,5 @@
-"""The pre-training loop on DeepSpeed: engine, schedule, logging, checkpoints, exact resume, encoder export.
+"""The pre-training loop on DeepSpeed: engine, schedule, logging, checkpoints, exact resume, export (the encoder and
+the sign-text alignment module: :meth:`slp.models.pretraining.PretrainingModel.save_pretrained`).
 
 Resume is exact: a checkpoint holds the engine (weights, optimiser, scheduler) through DeepSpeed, and per rank
 the loader's position and the RNG states (python, numpy, torch). The data stream is a pure function of the
@@ -31,7 +32,7 @@ from slp.cli_errors import UserError
 from slp.data.loader import PretrainLoader, PretrainStream, expand_shards, selected
 from slp.data.shards import find_manifest, write_summary
 from slp.distributed import any_rank, barrier, rank_and_world, shutdown
-from slp.models.model_card import training_data_from_manifest
+from slp.models.model_card import card_data_from_shards
 from slp.models.pretraining import PretrainingModel
 from slp.text.mbart import FrozenTextEncoder
 
@@ -49,21 +50,8 @@ def count_samples(shards: list[str]) -> int:
 def encoder_card(cfg: PretrainRunConfig) -> dict:
     """What the exported encoder's model card states about its data (``save_pretrained``'s keywords): per-dataset
     counts of the samples this run reads, by the manifests beside its shards, their sha256, and the estimators."""
-    shards = expand_shards(cfg.data.shards)
-    manifests = sorted({find_manifest(Path(s).parent) for s in shards} - {None})
-    if not manifests:
-        return {}
-    names = {Path(s).name for s in shards}
-
-    def read(row: dict) -> bool:
-        return row["shard"] in names and selected(cfg.data, row["dataset"], row["split"], row["key"])
-
-    estimators: set[str] = set()
-    for manifest in manifests:
-        if "pose_estimator" in pq.read_schema(manifest).names:
-            estimators.update(pq.read_table(manifest, columns=["pose_estimator"]).column(0).unique().to_pylist())
-    return {"training_data": training_data_from_manifest(manifests, read),
-            "pose_estimator": "; ".join(sorted(e for e in estimators if e))}
+    return card_data_from_shards(expand_shards(cfg.data.shards),
+                                 lambda row: selected(cfg.data, row["dataset"], row["split"], row["key"]))
 
 
 def total_steps(cfg: PretrainRunConfig, world_size: int) -> int:
@@ -123,7 +111,9 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(engine, out: Path, step: int, rank: int, model: PretrainingModel,
-                    loader: PretrainLoader, card: dict) -> Path:
+                    loader: PretrainLoader, export: dict) -> Path:
+    """Every rank's part of checkpoint ``step``; rank 0 also exports ``encoder/`` in it (``export``: the keywords of
+    :meth:`PretrainingModel.save_pretrained`)."""
     ckpt = out / "checkpoints"
     tag = f"step{step:08d}"
     # `latest` is written last, once every rank's files are complete: a run killed at any moment resumes
@@ -132,7 +122,7 @@ def save_checkpoint(engine, out: Path, step: int, rank: int, model: PretrainingM
     torch.save({"step": step, "loader": loader.state_dict(), "rng": _rng_state()},
                ckpt / tag / f"rank{rank:03d}_state.pt")
     if rank == 0:
-        model.encoder.save_pretrained(ckpt / tag / "encoder", **card)
+        model.save_pretrained(ckpt / tag / "encoder", **export)
     barrier(engine.device)
     if rank == 0:
         (ckpt / f".{LATEST}.tmp").write_text(tag)
@@ -211,7 +201,8 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
                             mask_ratio=cfg.loss.mask_ratio, state=loader_state)
     batches = iter(loader)
 
-    card = encoder_card(cfg) if rank == 0 else {}  # only rank 0 exports the encoder
+    # Only rank 0 exports: the encoder with its card, and the alignment module trained against this text encoder.
+    export = {"text_model": cfg.text.name_or_path, **encoder_card(cfg)} if rank == 0 else {}
     writer = SummaryWriter(str(out / "tensorboard")) if rank == 0 else None
     log = open_step_log(out / "steps.jsonl", start) if rank == 0 else None
     bar = tqdm(total=steps, initial=start, desc="pre-training", unit="step", disable=rank != 0)
@@ -242,7 +233,7 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
                 writer.add_scalar("train/samples_per_s", rate, step)
         stop = bool(stop_requested(engine.device))
         if step % cfg.checkpoint.every_steps == 0 or stop:
-            save_checkpoint(engine, out, step, rank, model, loader, card)
+            save_checkpoint(engine, out, step, rank, model, loader, export)
             if rank == 0:
                 prune_checkpoints(out, cfg.checkpoint.keep)
         if stop:
@@ -254,7 +245,7 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
         "seconds": time.time() - began, "world_size": world, "final": last, "config": asdict(cfg),
     }
     if rank == 0:
-        model.encoder.save_pretrained(out / "encoder", **card)
+        model.save_pretrained(out / "encoder", **export)
         write_summary(out / "summary.json", summary)
         writer.close()
         log.close()

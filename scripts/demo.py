@@ -5,7 +5,9 @@ The procedural synthetic signer corpus written as shards; the nine curation sour
 and loaded through the real ``from_pretrained`` path; the real sample poses of ``../shared/realdata`` (when that
 folder is beside the checkout) converted to the 79-point shard format; one real and one synthetic sample
 rendered; the ``tiny`` encoder pre-trained with DeepSpeed on 2 local ranks and exported; ISLR fine-tuned from it
-with its metrics table. Prints what it did and writes ``<out>/demo_summary.json``.
+with its metrics table and its self-contained head folder; ``slp-predict`` with that folder on the real FOOTBALL pose
+file (a synthetic test sample without the real data). Prints what it did, writes ``<out>/demo_summary.json`` and ends
+with the prediction.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from slp.config import load_config  # noqa: E402
 from slp.data.schema import Sample, SampleMeta  # noqa: E402
 from slp.data.shards import ReadStats, iter_samples, write_shard, write_summary  # noqa: E402
 from slp.pose.readers import read_pose, to_shard_pose  # noqa: E402
@@ -91,6 +94,26 @@ def extract_real_video(realdata: Path, out: Path) -> dict:
             "estimator": extracted.estimator, "render": str(path)}
 
 
+def predict_example(realdata: Path, out: Path, model: Path) -> dict:
+    """``slp-predict`` with the fine-tuned head folder on the real FOOTBALL ``.pose`` (a synthetic test sample of the
+    shards without the real data), with its JSON and captioned GIF; returns where they are and the printed line."""
+    football = realdata / "poses" / "FOOTBALL.mmpose_wholebody133.pose"
+    if football.is_file():
+        target = [str(football)]
+        print("   the real FOOTBALL pose (MMPose): the head knows only the synthetic corpus's glosses")
+    else:
+        shard, key = next((str(path), s.key) for path in sorted((out / "synthetic" / "shards").glob("*isolated*.tar"))
+                          for s in iter_samples([path]) if s.meta.split == "test")
+        target = [shard, "--key", key]
+        print(f"   {realdata} not found: a synthetic test sample ({key}) instead")
+    paths = {"json": str(out / "predict" / "prediction.json"), "gif": str(out / "predict" / "prediction.gif")}
+    command = [sys.executable, "-m", "finetune.predict_cli", "--model", str(model), *target, "--out", paths["json"],
+               "--render", paths["gif"]]
+    print(f"   slp-predict --model {model} {' '.join(target)} --out {paths['json']} --render {paths['gif']}")
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    return {**paths, "printed": done.stdout.strip().splitlines()[-1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out")
@@ -101,7 +124,7 @@ def main() -> None:
     summary: dict = {}
 
     print("== 1. synthetic signer corpus → shards")
-    cfg = SyntheticConfig(num_glosses=30, num_signers=12, repetitions=3, sentences_per_signer=20)
+    cfg = load_config(SyntheticConfig, REPO / "configs" / "synthetic" / "easy.yaml")
     corpus = write_synthetic_corpus(out / "synthetic", cfg)
     summary["synthetic"] = {k: corpus[k] for k in ("samples", "by_kind_and_split", "shards", "frames")}
     stats = ReadStats()
@@ -184,11 +207,16 @@ def main() -> None:
         check=True,
     )
     islr = json.loads((islr_out / "metrics.json").read_text())
-    summary["finetune_islr"] = {"dev": islr["dev"], "test": islr["test"], "checkpoint": islr["checkpoint"]}
+    summary["finetune_islr"] = {"dev": islr["dev"], "test": islr["test"], "checkpoint": islr["checkpoint"],
+                                "model": islr["model"]}
+
+    print("== 6. slp-predict: the ISLR head folder on a pose file it has never seen")
+    summary["predict"] = predict_example(realdata, out, Path(islr["model"]))
 
     summary["seconds"] = round(time.time() - start, 1)
     write_summary(out / "demo_summary.json", summary)
-    print(f"== done in {summary['seconds']} s; summary: {out / 'demo_summary.json'}")
+    print(f"== done in {summary['seconds']} s; summary: {out / 'demo_summary.json'}; the prediction:")
+    print(summary["predict"]["printed"])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Input is a shard pose ``(T, 79, 3)`` (x / width, y / height, confidence). Points and the skeleton edges of
 :mod:`slp.pose.layout` are coloured by part; points with confidence 0 and the edges touching them are not
-drawn, so a missed hand is visibly missing rather than collapsed to a corner.
+drawn, so a missed hand is visibly missing rather than collapsed to a corner. An animation may carry a caption
+(a model's prediction, say) on a band below the frames.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from slp.cli_errors import UserError
 from slp.pose.layout import EDGES, PART_COLORS, PART_NAMES, POINT_PART
@@ -39,6 +40,43 @@ def draw_frame(frame: np.ndarray, width: int, height: int, label: str = "") -> I
     return image
 
 
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels: broken between words, and inside a word (a sentence
+    without spaces, a long gloss) only where the word alone is wider."""
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if font.getlength(candidate) <= width:
+                line = candidate
+                continue
+            if line:
+                lines.append(line)
+            line = ""
+            for char in word:  # only a word wider than a whole line is cut
+                if line and font.getlength(line + char) > width:
+                    lines.append(line)
+                    line = ""
+                line += char
+        lines.append(line)
+    return lines
+
+
+def caption_band(text: str, width: int) -> Image.Image:
+    """A ``width``-wide band with ``text`` wrapped on it, to go under the frames of an animation."""
+    size = max(10, round(width / 28))
+    font = ImageFont.load_default(size=size)
+    margin = max(4, size // 2)
+    lines = _wrap(text, font, width - 2 * margin)
+    step = round(size * 1.25)
+    band = Image.new("RGB", (width, 2 * margin + step * len(lines)), (0, 0, 0))
+    draw = ImageDraw.Draw(band)
+    for k, line in enumerate(lines):
+        draw.text((margin, margin + k * step), line, fill=(255, 255, 255), font=font)
+    return band
+
+
 def _check(pose: np.ndarray) -> np.ndarray:
     pose = np.asarray(pose, dtype=np.float32)
     if pose.ndim != 3 or pose.shape[1:] != (79, 3) or pose.shape[0] < 1:
@@ -46,12 +84,23 @@ def _check(pose: np.ndarray) -> np.ndarray:
     return pose
 
 
-def render_animation(pose: np.ndarray, out_path: str | Path, *, width: int, height: int, fps: float = 25.0) -> Path:
-    """Animated ``.gif`` (Pillow) or ``.mp4`` (imageio + ffmpeg) of the sequence; returns the path."""
+def render_animation(pose: np.ndarray, out_path: str | Path, *, width: int, height: int, fps: float = 25.0,
+                     caption: str = "") -> Path:
+    """Animated ``.gif`` (Pillow) or ``.mp4`` (imageio + ffmpeg) of the sequence, with ``caption`` (when given) on a
+    band below the frames; returns the path."""
     pose = _check(pose)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     frames = [draw_frame(f, width, height, f"{t + 1}/{len(pose)}") for t, f in enumerate(pose)]
+    if caption:
+        band = caption_band(caption, width)
+        framed = []
+        for frame in frames:
+            canvas = Image.new("RGB", (width, height + band.height))
+            canvas.paste(frame, (0, 0))
+            canvas.paste(band, (0, height))
+            framed.append(canvas)
+        frames = framed
     suffix = out.suffix.lower()
     if suffix == ".gif":
         frames[0].save(out, save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)

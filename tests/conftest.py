@@ -38,7 +38,8 @@ PRETRAIN_CORPUS = dict(num_glosses=30, num_signers=10, dev_signers=1, test_signe
 
 @pytest.fixture(scope="session")
 def pretrained_tiny(tmp_path_factory, tiny_mbart_dir):
-    """(corpus config, corpus dir, encoder dir): the `tiny` model pre-trained 400 steps on a synthetic corpus."""
+    """(corpus config, corpus dir, export dir): the `tiny` model pre-trained 400 steps on a synthetic corpus (train
+    split), exported as pre-training exports it: the encoder and the sign-text alignment module."""
     import itertools
 
     import torch
@@ -67,4 +68,4 @@ def pretrained_tiny(tmp_path_factory, tiny_mbart_dir):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return corpus_cfg, out / "corpus", model.encoder.save_pretrained(out / "encoder")
+    return corpus_cfg, out / "corpus", model.save_pretrained(out / "encoder", text_model=str(tiny_mbart_dir))

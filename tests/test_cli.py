@@ -39,3 +39,18 @@ def test_bad_arguments_are_refused(tmp_path):
     assert err.value.code == 2
     with pytest.raises(SystemExit):
         finetune(["--task", "pose-dance", "--config", "x.yaml"])
+
+
+def test_options_a_head_refuses_are_one_line(tmp_path, capsys):
+    from slp.synthetic import SyntheticConfig, write_synthetic_corpus
+
+    write_synthetic_corpus(tmp_path / "c", SyntheticConfig(num_glosses=3, num_signers=4, repetitions=1,
+                                                           sentences_per_signer=0))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        finetune(["--task", "islr", "--config", "configs/finetune/islr/synthetic.yaml",
+                  f"data.shards=[{tmp_path}/c/shards/*.tar]", f"output={tmp_path}/run", "islr.stepnet.enabled=true",
+                  "islr.stepnet.spatial=false", "islr.stepnet.temporal=false"])
+    assert err.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and "--task islr:" in message[0] and "stepnet" in message[0]

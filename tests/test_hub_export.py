@@ -108,3 +108,129 @@ def test_from_pretrained_loads_a_hub_repository_id_from_the_cache(tmp_path):
 
     missing = _hub_load(tmp_path, cache, "org/not-downloaded")
     assert missing.returncode != 0 and "LocalEntryNotFoundError" in missing.stderr
+
+
+# Fine-tuned head folders (finetune.export): every task's folder reloads exactly with no config, data or original
+# text model, and by Hub id from the cache.
+
+HEAD_OVERRIDES = {"islr": [], "cslr": [], "slt": ["slt.max_target_tokens=8"], "retrieval": []}
+
+
+def _synthetic_split():
+    import itertools
+
+    from slp.synthetic import SyntheticConfig, generate_isolated, generate_sentences
+
+    corpus = SyntheticConfig(num_glosses=5, num_signers=4, repetitions=1, sentences_per_signer=2)
+    return list(itertools.islice(generate_isolated(corpus), 6)), list(generate_sentences(corpus))[:6]
+
+
+def head_folder_of_untrained_head(task: str, text_model, train: list, out) -> tuple:
+    """(folder, head): a freshly initialised head of ``configs/finetune/<task>/synthetic.yaml`` (vocabulary and
+    classes from ``train``, text model ``text_model``), saved as a head folder at ``out``."""
+    from finetune.config import FinetuneConfig
+    from finetune.export import save_finetuned
+    from finetune.tasks import task_module
+    from finetune.trainer import build_encoder
+    from slp.config import load_config
+
+    cfg = load_config(FinetuneConfig, f"configs/finetune/{task}/synthetic.yaml",
+                      [f"task={task}", f"slt.text_model={text_model}", f"retrieval.text_model={text_model}",
+                       *HEAD_OVERRIDES[task]])
+    torch.manual_seed(0)
+    head = task_module(task).build_head(cfg, build_encoder(cfg, None), train, None).eval()
+    return save_finetuned(head, cfg, out, train=train), head
+
+
+@pytest.fixture(scope="module")
+def head_folders(tmp_path_factory, tiny_mbart_dir):
+    """task → (folder, eval batch, the saved head's outputs on it, the head); the text model the heads were built
+    from is deleted before anything loads them."""
+    root = tmp_path_factory.mktemp("head_folders")
+    text_model = shutil.copytree(tiny_mbart_dir, root / "mbart_to_delete")
+    isolated, sentences = _synthetic_split()
+    folders = {}
+    for task in HEAD_OVERRIDES:
+        train = isolated if task == "islr" else sentences
+        folder, head = head_folder_of_untrained_head(task, text_model, train, root / task)
+        batch = head.collator(train=False)(train[:2])
+        with torch.no_grad():
+            folders[task] = (folder, batch, head.predict(**batch), head)
+    shutil.rmtree(text_model)
+    return folders
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("task", list(HEAD_OVERRIDES))
+def test_head_folder_reloads_exactly_without_config_data_or_text_model(head_folders, task):
+    from finetune.export import load_finetuned
+
+    folder, batch, outputs, head = head_folders[task]
+    model = load_finetuned(folder)
+    assert model.task == task and model.config.task == task
+    saved, loaded = head.state_dict(), model.head.state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+    with torch.no_grad():
+        assert _same(model.head.predict(**batch), outputs)
+    card = (folder / "README.md").read_text()
+    meta = _front_matter(card)
+    assert meta["library_name"] == "slp" and f"sign-language-{task}" in meta["tags"]
+    assert "## Pose specification" in card and "| 72 | right_hand | RIGHT_HAND | 126 | right_hand_14 |" in card
+    assert yaml.safe_load(card.split("## Config\n\n```yaml\n", 1)[1].split("```", 1)[0])["task"] == task
+
+
+def test_text_model_is_in_the_folder_as_each_head_needs_it(head_folders):
+    import json
+
+    slt_folder, retrieval_folder = head_folders["slt"][0], head_folders["retrieval"][0]
+    for folder, section in ((slt_folder, "slt"), (retrieval_folder, "retrieval")):
+        assert json.loads((folder / "config.json").read_text())[section]["text_model"] == "text_model"
+    assert "tokenizer.json" in {p.name for p in (slt_folder / "text_model").iterdir()}
+    assert not (slt_folder / "text_model" / "model.safetensors").exists()  # SLT reads mBART's tokenizer only
+    mbart = json.loads((retrieval_folder / "text_model" / "config.json").read_text())
+    assert mbart["decoder_layers"] == 0 and (retrieval_folder / "text_model" / "model.safetensors").is_file()
+    assert not (head_folders["islr"][0] / "text_model").exists()
+
+
+_LOAD_HEADS = """
+import sys, torch
+from finetune.export import load_finetuned
+from slp.cli_errors import UserError
+for repo_id, batch, out in zip(*[iter(sys.argv[1:])] * 3):
+    model = load_finetuned(repo_id)
+    with torch.no_grad():
+        torch.save(model.head.predict(**torch.load(batch)), out)
+try:
+    load_finetuned("org/not-downloaded")
+except UserError as exc:
+    print(exc)
+"""
+
+
+def test_head_folders_load_by_hub_id_from_the_cache_with_identical_outputs(head_folders, tmp_path):
+    """A head without (ISLR) and with a text model folder (retrieval: the mBART encoder and tokenizer)."""
+    cache = tmp_path / "hub"
+    argv = []
+    tasks = ("islr", "retrieval")
+    for task in tasks:
+        folder, batch, _, _ = head_folders[task]
+        repo = cache / f"models--org--sign-{task}"
+        shutil.copytree(folder, repo / "snapshots" / COMMIT)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(COMMIT)
+        torch.save(batch, tmp_path / f"{task}.batch.pt")
+        argv += [f"org/sign-{task}", str(tmp_path / f"{task}.batch.pt"), str(tmp_path / f"{task}.out.pt")]
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
+    done = subprocess.run([sys.executable, "-c", _LOAD_HEADS, *argv], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    for task in tasks:
+        assert _same(torch.load(tmp_path / f"{task}.out.pt"), head_folders[task][2]), task
+    assert done.stdout.startswith("org/not-downloaded: no such folder, nor a Hub repository that loads")

@@ -254,30 +254,45 @@ def test_segment_windows_overlap_and_follow_each_clip_length():
     assert index[2][valid[2]].max() == 9 and index[2].max() <= 9  # never reads past the clip
 
 
-def test_stepnet_shapes_losses_and_gradients():
+# (spatial, temporal) → the partial predictions StepNet trains (StepNet Table 7a's rows).
+BRANCHES = {
+    (True, True): set(PARTIAL_PREDICTIONS),
+    (True, False): {"left", "right", "top", "bottom", "left_right", "top_bottom", "global", "spatial"},
+    (False, True): {"global", "temporal"},
+}
+
+
+@pytest.mark.parametrize(("spatial", "temporal"), list(BRANCHES))
+def test_stepnet_shapes_losses_and_gradients(spatial, temporal):
     samples = [_sample(12, 0, 0), _sample(9, 2, 1), _sample(30, 1, 2)]
-    head = _head(stepnet=StepNetConfig(width=20, num_segments=3, segment_frames=8))
+    head = _head(stepnet=StepNetConfig(width=20, num_segments=3, segment_frames=8, spatial=spatial,
+                                       temporal=temporal))
     head.eval()  # no dropout, so the loss can be recomputed
+    assert set(head.stepnet.classifiers) == BRANCHES[spatial, temporal]  # a switched-off branch is not built
+    assert (head.stepnet.spatial is not None, head.stepnet.temporal is not None) == (spatial, temporal)
+    assert head.stepnet.fusion.net[0].in_features == 20 * (spatial + temporal)  # f_st: MLP over the branches on
     pose, mask = collate_poses(samples, 32, True)
     feature, partial = head.features(pose, mask)
     assert feature.shape == (3, 20)
-    assert set(partial) == set(PARTIAL_PREDICTIONS) and all(q.shape == (3, 3) for q in partial.values())
+    assert set(partial) == BRANCHES[spatial, temporal] and all(q.shape == (3, 3) for q in partial.values())
     targets = uniform_smoothing_targets(torch.tensor([0, 2, 1]), 3, 0.2)
     expected = sum(F.cross_entropy(q, targets) for q in (head.classifier(feature), *partial.values()))
     loss = head(**_batch(samples))
-    torch.testing.assert_close(loss, expected)  # the final and all 9 partial predictions are in the loss
+    torch.testing.assert_close(loss, expected)  # the final and every partial prediction are in the loss
     loss.backward()
     for name, parameter in head.stepnet.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-    for name in PARTIAL_PREDICTIONS:  # each partial prediction alone sends a gradient to the encoder
+    for name in partial:  # each partial prediction alone sends a gradient to the encoder
         head.zero_grad()
         F.cross_entropy(head.features(pose, mask)[1][name], targets).backward()
         assert head.stepnet.classifiers[name].weight.grad.abs().sum() > 0
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head.encoder.parameters()), name
 
 
-def test_stepnet_output_ignores_padding_frames():
-    head = _head(stepnet=StepNetConfig(width=20, num_segments=3, segment_frames=8))
+@pytest.mark.parametrize(("spatial", "temporal"), list(BRANCHES))
+def test_stepnet_output_ignores_padding_frames(spatial, temporal):
+    head = _head(stepnet=StepNetConfig(width=20, num_segments=3, segment_frames=8, spatial=spatial,
+                                       temporal=temporal))
     head.eval()
     short, long = _sample(11, 0, 0), _sample(25, 1, 1)
     with torch.no_grad():
@@ -286,15 +301,41 @@ def test_stepnet_output_ignores_padding_frames():
         partial_alone = head.features(*collate_poses([short], 32, False))[1]
         partial_padded = head.features(*collate_poses([short, long], 32, False))[1]
     torch.testing.assert_close(padded[:1], alone, atol=1e-5, rtol=1e-5)
-    for name in PARTIAL_PREDICTIONS:
+    for name in BRANCHES[spatial, temporal]:
         torch.testing.assert_close(partial_padded[name][:1], partial_alone[name], atol=1e-5, rtol=1e-5)
 
 
-def test_stepnet_needs_both_streams():
+def test_stepnet_temporal_branch_alone_reads_no_part_features(monkeypatch):
+    # The spatial branch alone needs the per-point features and both streams; the temporal one reads F_SE only.
     cfg = SignEncoderConfig(embedding=PoseEmbeddingConfig(channels=[8], manual_dim=8, non_manual_dim=8),
                             manual=StreamConfig(width=8, num_layers=1, num_heads=2), use_non_manual=False)
     with pytest.raises(ValueError, match="both must be on"):
         ISLRHead(SignPoseEncoder(cfg), 3, stepnet=StepNetConfig(width=8))
+    with pytest.raises(ValueError, match="both must be on"):
+        ISLRHead(SignPoseEncoder(cfg), 3, stepnet=StepNetConfig(width=8, temporal=False))
+    temporal = ISLRHead(SignPoseEncoder(cfg), 3, stepnet=StepNetConfig(width=8, spatial=False))
+    both = _head(stepnet=StepNetConfig(width=8))
+    # The encoder's own call, and the spatial branch's parts when it is on.
+    assert _node_feature_calls(temporal, monkeypatch) == 1
+    assert _node_feature_calls(both, monkeypatch) == 2
+
+
+def _node_feature_calls(head: ISLRHead, monkeypatch) -> int:
+    """How many times the head's prediction of one clip computes the encoder's per-point features."""
+    original, calls = head.encoder.embedding.node_features, []
+
+    def counted(pose):
+        calls.append(pose)
+        return original(pose)
+
+    monkeypatch.setattr(head.encoder.embedding, "node_features", counted)
+    assert head.logits(*collate_poses([_sample(7, 0, 0)], 32, False)).shape == (1, head.num_classes)
+    return len(calls)
+
+
+def test_stepnet_needs_a_branch():
+    with pytest.raises(ValueError, match="neither the spatial nor the temporal branch"):
+        _head(stepnet=StepNetConfig(width=8, spatial=False, temporal=False))
 
 
 # --- configuration -----------------------------------------------------------------------------------------------
@@ -306,9 +347,11 @@ def test_options_from_config_files_and_overrides():
     stepnet = load_config(FinetuneConfig, "configs/finetune/islr/wlasl_stepnet.yaml").islr.stepnet
     assert stepnet.enabled and stepnet.num_segments == 3
     cfg = load_config(FinetuneConfig, "configs/finetune/islr/wlasl.yaml",
-                      ["islr.nla.label_smoothing=true", "islr.stepnet.enabled=true", "islr.stepnet.width=256"])
+                      ["islr.nla.label_smoothing=true", "islr.stepnet.enabled=true", "islr.stepnet.width=256",
+                       "islr.stepnet.temporal=false"])
     assert cfg.islr.nla.label_smoothing and not cfg.islr.nla.inter_mixup
     assert cfg.islr.stepnet.enabled and cfg.islr.stepnet.width == 256
+    assert cfg.islr.stepnet.spatial and not cfg.islr.stepnet.temporal
     plain = load_config(FinetuneConfig, "configs/finetune/islr/wlasl.yaml").islr
     assert not (plain.stepnet.enabled or plain.nla.label_smoothing or plain.nla.inter_mixup
                 or plain.nla.intra_mixup or plain.nla.classifier_integration)

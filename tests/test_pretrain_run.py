@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from slp.models.alignment import SignTextAlignment
 from slp.models.sign_encoder import SignPoseEncoder
 from slp.synthetic import SyntheticConfig, write_synthetic_corpus
 
@@ -72,6 +73,8 @@ def test_two_rank_pretraining_learns_and_resumes_exactly(tmp_path, shards, tiny_
     encoder = SignPoseEncoder.from_pretrained(straight / "encoder")
     assert encoder.output_dim == 256
     assert (straight / "checkpoints" / "step00000012" / "encoder" / "model.safetensors").is_file()
+    for export in (straight / "encoder", straight / "checkpoints" / "step00000012" / "encoder"):  # and L_STC's module
+        assert SignTextAlignment.from_pretrained(export)[1] == str(tiny_mbart_dir)
 
     # Kill a second run once its step-12 checkpoint is complete, then resume it with the same command.
     killed = tmp_path / "killed"

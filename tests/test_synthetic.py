@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 from torch import nn
 
+from slp.config import load_config
 from slp.data.shards import ReadStats, iter_samples
+from slp.pose.layout import MANUAL_INDICES, NON_MANUAL_INDICES
 from slp.pose.normalize import normalize_pose
+from slp.pose.readers import PoseSequence, to_shard_pose
 from slp.synthetic import SyntheticConfig, corpus_texts, generate_isolated, generate_sentences, write_synthetic_corpus
+from slp.synthetic.corpus import (
+    LEXICON,
+    RELATED_WORDS,
+    _glosses,
+    _sign_controls,
+    _signers,
+    gloss_relations,
+    sentence_plan,
+)
+from slp.synthetic.signer import QUESTION_PITCH, add_question_marking, gloss_controls, render_signer, rest_controls
+
+REPO = Path(__file__).resolve().parents[1]
+EASY_SHA256 = "98247c9d0d35d20f1c4147a05784c35dd275927a4c49d14c79dfd98a6aa732ea"
 
 SMALL = SyntheticConfig(num_glosses=5, num_signers=4, dev_signers=1, test_signers=1, repetitions=1,
                         sentences_per_signer=3)
@@ -83,3 +103,105 @@ def test_small_classifier_learns_glosses_of_held_out_signers():
         accuracy = (model(x[~train]).argmax(-1) == y[~train]).float().mean().item()
     print(f"held-out signer top-1: {accuracy:.3f} (chance 0.05)")
     assert accuracy >= 5 * (1 / 20)
+
+
+# The hard preset: what the paper's claims rest on is in the corpus.
+HARD = load_config(SyntheticConfig, REPO / "configs" / "synthetic" / "hard.yaml",
+                   ["num_signers=6", "dev_signers=1", "test_signers=1", "repetitions=1", "sentences_per_signer=6"])
+
+
+def test_easy_corpus_is_unchanged_by_the_hard_options():
+    # sha256 of the easy corpus's float16 poses as first written; a change to the hard options' code must leave the
+    # demo's corpus (and every test fixture built from it) as it was.
+    digest = hashlib.sha256()
+    for s in list(generate_isolated(SMALL)) + list(generate_sentences(SMALL)):
+        digest.update(s.pose.tobytes())
+    assert digest.hexdigest() == EASY_SHA256
+
+
+def _render(cfg, gloss: int, signer: int) -> np.ndarray:
+    """One rendering of ``gloss`` by ``signer`` with fixed generators, as 79 normalised points."""
+    glosses, signers = _glosses(cfg), _signers(cfg)
+    who = signers[signer]
+    keypoints = render_signer(_sign_controls(glosses[gloss], who, np.random.default_rng(1)), who,
+                              np.random.default_rng(2))
+    return to_shard_pose(PoseSequence(keypoints, 25.0, who.width, who.height, "x")).astype(np.float32)
+
+
+def test_non_manual_pairs_differ_only_in_the_face_and_mouth():
+    relations = gloss_relations(HARD)
+    assert len(relations.non_manual) == HARD.non_manual_pairs
+    for a, b in relations.non_manual:
+        pa, pb = _render(HARD, a, 0), _render(HARD, b, 0)
+        assert np.array_equal(pa[:, MANUAL_INDICES], pb[:, MANUAL_INDICES])
+        assert np.abs(pa[:, NON_MANUAL_INDICES, :2] - pb[:, NON_MANUAL_INDICES, :2]).max() > 0.002
+
+
+def test_similar_pairs_are_close_but_not_equal_and_half_have_related_meanings():
+    relations = gloss_relations(HARD)
+    assert len(relations.similar) == HARD.similar_pairs
+    assert sum(related for _, _, related in relations.similar) == (HARD.similar_pairs + 1) // 2
+    related = {(LEXICON[a][0], LEXICON[b][0]) for a, b, r in relations.similar if r}
+    assert related <= set(RELATED_WORDS)
+    glosses = _glosses(HARD)
+    pairs = [(a, b) for a, b, _ in relations.similar]
+    unrelated_gap = np.mean([np.abs(glosses[a].wrist_paths.mean(1) - glosses[b].wrist_paths.mean(1)).max()
+                             for a, b in [(0, 1), (2, 3), (4, 5)] if (a, b) not in pairs])
+    for a, b in pairs:
+        gap = np.abs(glosses[a].wrist_paths - glosses[b].wrist_paths).max()
+        assert 0 < gap < 0.5 * unrelated_gap
+        assert np.abs(glosses[a].handshapes - glosses[b].handshapes).sum() == 0.5  # one finger, one keyframe
+
+
+def test_questions_raise_the_brows_and_end_with_a_question_mark():
+    sentences = list(generate_sentences(HARD))
+    plans = list(sentence_plan(HARD))
+    questions = [p.question for p in plans]
+    assert 0 < sum(questions) < len(questions)
+    for sample, plan in zip(sentences, plans):
+        assert sample.meta.text == plan.text
+        assert sample.meta.text.endswith(("?", "吗？") if plan.question else (".", "。"))
+    controls = add_question_marking(rest_controls(20), 2, 18)
+    assert controls["brows"][10] == 1.0 and controls["brows"][0] == 0.0
+    assert controls["head"][10, 1] == QUESTION_PITCH
+
+
+def test_arms_reach_the_hands_with_fixed_segment_lengths():
+    signer = _signers(HARD)[0]
+    gloss = _glosses(HARD)[3]
+    clean = dataclasses.replace(signer, noise=0.0, point_dropout=0.0, hand_dropout=0.0, motion_dropout=0.0)
+    kp = render_signer(_sign_controls(gloss, clean, np.random.default_rng(0)), clean, np.random.default_rng(0))
+    seen = kp[..., 2] > 0
+    for shoulder, elbow, wrist, hand_wrist in ((6, 8, 10, 112), (5, 7, 9, 91)):
+        both = seen[:, wrist] & seen[:, hand_wrist]
+        assert both.any() and np.allclose(kp[both, wrist, :2], kp[both, hand_wrist, :2])
+        arm = seen[:, shoulder] & seen[:, elbow] & seen[:, wrist]
+        for a, b in ((shoulder, elbow), (elbow, wrist)):
+            length = np.linalg.norm(kp[arm, a, :2] - kp[arm, b, :2], axis=-1)
+            assert length.std() < 1e-3 * length.mean()
+
+
+def test_cameras_and_detector_failures():
+    samples = list(generate_isolated(HARD))
+    assert {(s.meta.width, s.meta.height) for s in samples} <= {tuple(c) for c in HARD.cameras}
+    assert len({(s.meta.width, s.meta.height) for s in samples}) >= 2
+    # Fast hands are lost more often than slow ones.
+    signer = dataclasses.replace(_signers(HARD)[0], hand_dropout=0.0, motion_dropout=0.8, point_dropout=0.0)
+    lost, speeds = [], []
+    for g, gloss in enumerate(_glosses(HARD)):
+        kp = render_signer(_sign_controls(gloss, signer, np.random.default_rng(g)), signer, np.random.default_rng(g))
+        inside = (kp[:, 112:133, 2] > 0).any(1) | (kp[:, 10, 2] > 0)
+        wrist = kp[:, 10, :2]
+        speed = np.r_[0, np.linalg.norm(np.diff(wrist, axis=0), axis=-1)]
+        lost.append(~(kp[:, 113:133, 2] > 0).any(1) & inside & (kp[:, 10, 2] > 0))
+        speeds.append(speed)
+    lost, speeds = np.concatenate(lost), np.concatenate(speeds)
+    fast = speeds > np.quantile(speeds, 0.8)
+    assert lost[fast].mean() > 2 * lost[~fast].mean()
+    # Curled fingers are less sure than stretched ones.
+    kp = render_signer(_sign_controls(_glosses(HARD)[0], signer, np.random.default_rng(0)), signer,
+                       np.random.default_rng(0))
+    shapes = gloss_controls(_glosses(HARD)[0], np.linspace(0, 1, len(kp)))["shapes"][:, 0, :5]
+    tips = kp[:, [112 + 4 + 4 * f for f in range(5)], 2]
+    visible = tips > 0
+    assert tips[visible & (shapes > 0.9)].mean() < tips[visible & (shapes < 0.1)].mean() - 0.2

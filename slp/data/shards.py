@@ -28,7 +28,7 @@ import os
 import re
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -367,8 +367,11 @@ def tar_samples(members: Iterable[tuple[str, bytes]], url: str) -> Iterator[dict
         yield sample
 
 
-def iter_samples(urls: Iterable[str | Path], stats: ReadStats | None = None) -> Iterator[Sample]:
-    """Stream validated samples from shards; malformed samples and truncated tars are logged, counted, skipped."""
+def iter_samples(urls: Iterable[str | Path], stats: ReadStats | None = None,
+                 on_invalid: Callable[[dict[str, Any], InvalidSample], None] | None = None) -> Iterator[Sample]:
+    """Stream validated samples from shards; malformed samples and truncated tars are logged, counted, skipped.
+    ``on_invalid`` is also given each skipped sample's members (bytes per extension) and the reason, for a caller
+    that looks into what the reader refuses (``slp-curate audit``)."""
     stats = stats if stats is not None else ReadStats()
     for url in map(str, urls):
         truncated = not _is_complete_tar(url)
@@ -387,6 +390,8 @@ def iter_samples(urls: Iterable[str | Path], stats: ReadStats | None = None) -> 
                         else:
                             stats.rejected += 1
                         stats.record(url, key, str(exc))
+                        if on_invalid is not None:
+                            on_invalid(raw, exc)
                         continue
                     stats.samples += 1
                     yield sample

@@ -5,18 +5,30 @@ F_sign = MLP(AvgPool_s(F_SE)) (n clips of s frames) and F_text = MLP(F_TE) (m to
 text j score m_ij (:func:`slp.losses.contrastive.fine_grained_similarity`), and the loss is the symmetric InfoNCE
 at a learnable τ whose negatives are every other pair of the global batch, every rank's
 (:func:`slp.losses.contrastive.global_infonce`).
+
+Pre-training exports the module beside the encoder (:meth:`SignTextAlignment.save_pretrained`: ``alignment.safetensors``
+and ``alignment_config.json`` in the encoder's ``save_pretrained`` folder), and the retrieval head starts from it
+(:meth:`SignTextAlignment.from_pretrained`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from slp.config import from_dict
 from slp.losses.contrastive import LearnableTemperature, coarse_similarity, fine_grained_similarity, global_infonce
+
+ALIGNMENT_CONFIG_NAME = "alignment_config.json"
+ALIGNMENT_WEIGHTS_NAME = "alignment.safetensors"
 
 
 @dataclass
@@ -59,6 +71,7 @@ class SignTextAlignment(nn.Module):
         if cfg.similarity not in ("fine", "coarse"):
             raise ValueError(f"similarity {cfg.similarity!r} is not 'fine' or 'coarse'")
         self.cfg = cfg
+        self.sign_dim, self.text_dim = sign_dim, text_dim
         self.sign_projector = ProjectionMLP(sign_dim, cfg.embed_dim)
         self.text_projector = ProjectionMLP(text_dim, cfg.embed_dim)
         self.temperature = LearnableTemperature(cfg.temperature_init, cfg.min_temperature, cfg.max_temperature)
@@ -96,3 +109,52 @@ class SignTextAlignment(nn.Module):
             return self.similarity(s, sm, t, tm, self.cfg.chunk_size)
 
         return global_infonce(similarity, self.temperature(), sign, sign_mask, text, text_mask.bool(), paired)
+
+    def save_pretrained(self, directory: str | Path, *, text_model: str) -> Path:
+        """Write ``alignment.safetensors`` (the sign and text projectors and log τ) and ``alignment_config.json``
+        (the input widths, ``text_model``: the text encoder whose features the text projector was trained on, and
+        the :class:`AlignmentConfig`) into ``directory``, beside the files of an encoder export."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+                  directory / ALIGNMENT_WEIGHTS_NAME)
+        config = {"sign_dim": self.sign_dim, "text_dim": self.text_dim, "text_model": text_model,
+                  "alignment": dataclasses.asdict(self.cfg)}
+        (directory / ALIGNMENT_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *,
+                        revision: str | None = None) -> tuple[SignTextAlignment, str] | None:
+        """The module :meth:`save_pretrained` wrote into a folder or a Hugging Face Hub repository (as
+        :meth:`SignPoseEncoder.from_pretrained <slp.models.sign_encoder.SignPoseEncoder.from_pretrained>` reads
+        them) and the ``text_model`` it was trained against; None when there is none (an encoder exported alone)."""
+        directory = Path(name_or_path)
+        if not directory.is_dir():
+            from huggingface_hub import snapshot_download
+
+            directory = Path(snapshot_download(str(name_or_path), revision=revision,
+                                               allow_patterns=[ALIGNMENT_CONFIG_NAME, ALIGNMENT_WEIGHTS_NAME]))
+        if not (directory / ALIGNMENT_CONFIG_NAME).is_file():
+            return None
+        saved = json.loads((directory / ALIGNMENT_CONFIG_NAME).read_text())
+        cfg = from_dict(AlignmentConfig, saved["alignment"], str(directory / ALIGNMENT_CONFIG_NAME))
+        module = cls(saved["sign_dim"], saved["text_dim"], cfg)
+        module.load_state_dict(load_file(directory / ALIGNMENT_WEIGHTS_NAME))
+        return module, saved["text_model"]
+
+    def model_card_section(self, text_model: str) -> str:
+        """The section of the encoder's model card that describes this module's files."""
+        c = self.cfg
+        return (
+            "## Sign-text alignment module\n\n"
+            f"`{ALIGNMENT_WEIGHTS_NAME}` and `{ALIGNMENT_CONFIG_NAME}` hold what the sign-text contrastive objective "
+            "learnt beside the encoder (`slp.models.alignment.SignTextAlignment`): the sign projector "
+            f"(`AvgPool_{c.pool_window}` clips of the encoder's {self.sign_dim}-d features → {c.embed_dim}-d), the "
+            f"text projector ({self.text_dim}-d features of the text encoder `{text_model}` → {c.embed_dim}-d) and "
+            f"the temperature τ = {self.temperature().item():.4g}, with {c.similarity}-grained similarity. "
+            "`slp-finetune --task retrieval --pretrained` starts the retrieval head from them; the text projector "
+            "fits the features of that text encoder only.\n\n"
+            "```python\nfrom slp.models.alignment import SignTextAlignment\n\n"
+            'alignment, text_model = SignTextAlignment.from_pretrained("ORG/NAME")\n```'
+        )

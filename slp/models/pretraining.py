@@ -4,19 +4,29 @@ L = L_PR + λ · L_STC (paper eq. 6). The encoder sees the pose with the masked 
 confidence zeroed, i.e. indistinguishable from a missed detection) and the decoder reconstructs their x, y.
 The frozen text encoder runs outside this module (the runner calls it under ``no_grad``), so its features
 arrive as inputs and no gradient or optimiser state ever touches it. Unpaired samples feed L_PR only.
+
+:meth:`PretrainingModel.save_pretrained` exports what fine-tuning can start from: the encoder and, when L_STC
+trained it, the sign-text alignment module. The pose decoder stays behind: no head reconstructs poses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from slp.losses.reconstruction import masked_reconstruction_loss
-from slp.models.alignment import AlignmentConfig, ProjectionMLP, SignTextAlignment
-from slp.models.sign_encoder import SignEncoderConfig, SignPoseEncoder
+from slp.models.alignment import (
+    ALIGNMENT_CONFIG_NAME,
+    ALIGNMENT_WEIGHTS_NAME,
+    AlignmentConfig,
+    ProjectionMLP,
+    SignTextAlignment,
+)
+from slp.models.sign_encoder import CARD_NAME, SignEncoderConfig, SignPoseEncoder
 from slp.pose.layout import NUM_POINTS
 
 
@@ -101,3 +111,19 @@ class PretrainingModel(nn.Module):
             "loss_stc": value_stc,
             "temperature": self.alignment.temperature().detach(),
         }
+
+    def save_pretrained(self, directory: str | Path, *, text_model: str, **card: Any) -> Path:
+        """The encoder's :meth:`SignPoseEncoder.save_pretrained` folder (``card``: its model card's keywords) plus,
+        when L_STC was on, the alignment module (:meth:`SignTextAlignment.save_pretrained`, trained against the text
+        encoder ``text_model``) with its section in the card. Without L_STC the projectors and τ never learnt:
+        nothing of them is exported, and files an earlier export left in ``directory`` are removed, so no head
+        starts from projectors that do not belong to this encoder."""
+        directory = self.encoder.save_pretrained(directory, **card)
+        if not self.loss_cfg.use_stc:
+            for name in (ALIGNMENT_CONFIG_NAME, ALIGNMENT_WEIGHTS_NAME):
+                (directory / name).unlink(missing_ok=True)
+            return directory
+        self.alignment.save_pretrained(directory, text_model=text_model)
+        with open(directory / CARD_NAME, "a", encoding="utf-8") as f:
+            f.write("\n" + self.alignment.model_card_section(text_model) + "\n")
+        return directory

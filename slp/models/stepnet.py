@@ -11,6 +11,11 @@ StepNet refines a backbone's features with two parallel branches (paper §3):
 - f_st = MLP([f_s; f_t]) is the final feature. The ISLR head's classifier on f_st is the prediction at inference
   (paper §3.4: "we only deploy the top prediction q_st"); every other prediction of eq. 5 is a training signal.
 
+Either branch can be switched off (``spatial`` / ``temporal``, the rows of the paper's Table 7a): f_st is then the
+fusion MLP over the remaining branch's feature alone, and the switched-off branch, with its partial predictions, is
+not built. Both off is refused: without either branch StepNet is the global feature alone, i.e. the ISLR head without
+StepNet (``islr.stepnet.enabled: false``, Table 7a's baseline row).
+
 The paper cuts an RGB feature map into halves because it has no keypoints; on poses the parts are real body parts:
 
 - left / right: the two hands, each from the encoder's per-point graph features of that hand (flattened and
@@ -39,6 +44,9 @@ from slp.pose.layout import LEFT_HAND, RIGHT_HAND
 PARTIAL_PREDICTIONS: tuple[str, ...] = (
     "left", "right", "top", "bottom", "left_right", "top_bottom", "global", "spatial", "temporal",
 )
+#: Those each branch makes (``global``, the projected backbone feature, belongs to neither).
+SPATIAL_PREDICTIONS: tuple[str, ...] = ("left", "right", "top", "bottom", "left_right", "top_bottom", "spatial")
+TEMPORAL_PREDICTIONS: tuple[str, ...] = ("temporal",)
 
 
 @dataclass
@@ -47,6 +55,8 @@ class StepNetConfig:
     num_segments: int = 3  # N overlapping temporal segments, one GRU each (paper: 3)
     segment_frames: int = 16  # frames per segment; with 32 frames and N = 3 the segments start at 0, 8, 16
     dropout: float = 0.1  # on the pooled features before each classifier
+    spatial: bool = True  # part-level spatial modelling (f_s and its partial predictions)
+    temporal: bool = True  # part-level temporal modelling (f_t and its partial prediction)
 
 
 def masked_mean(x: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
@@ -166,29 +176,37 @@ class StepNetOutput:
 
 
 class StepNet(nn.Module):
-    """F_SE ``(B, T, d1 + d2)``, the encoder's per-point features ``(B, T, 79, C)`` and the frame mask → f_st and
-    the logits of every partial prediction."""
+    """F_SE ``(B, T, d1 + d2)``, the encoder's per-point features ``(B, T, 79, C)`` (``None`` without the spatial
+    branch, the only one that reads them) and the frame mask → f_st and the logits of every partial prediction."""
 
     def __init__(self, cfg: StepNetConfig, encoder: SignPoseEncoder, num_classes: int):
         super().__init__()
-        if encoder.manual is None or encoder.non_manual is None:
+        if not (cfg.spatial or cfg.temporal):
+            raise ValueError("StepNet with neither the spatial nor the temporal branch is the plain ISLR head: "
+                             "turn one on, or StepNet off (islr.stepnet.enabled=false)")
+        if cfg.spatial and (encoder.manual is None or encoder.non_manual is None):
             raise ValueError("StepNet's top / bottom parts are the encoder's non-manual / manual streams: "
                              "both must be on (encoder.use_manual and encoder.use_non_manual)")
         width = cfg.width
         self.global_projection = nn.Linear(encoder.output_dim, width)
         self.spatial = SpatialPartModel(width, encoder.embedding.node_dim, encoder.config.manual.width,
-                                        encoder.config.non_manual.width)
-        self.temporal = TemporalPartModel(width, cfg.num_segments, cfg.segment_frames)
-        self.fusion = ProjectionMLP(2 * width, width)
+                                        encoder.config.non_manual.width) if cfg.spatial else None
+        self.temporal = TemporalPartModel(width, cfg.num_segments, cfg.segment_frames) if cfg.temporal else None
+        self.branches = tuple(name for name, on in (("spatial", cfg.spatial), ("temporal", cfg.temporal)) if on)
+        self.fusion = ProjectionMLP(len(self.branches) * width, width)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifiers = nn.ModuleDict({name: nn.Linear(width, num_classes) for name in PARTIAL_PREDICTIONS})
+        off = (() if cfg.spatial else SPATIAL_PREDICTIONS) + (() if cfg.temporal else TEMPORAL_PREDICTIONS)
+        self.classifiers = nn.ModuleDict({name: nn.Linear(width, num_classes)
+                                          for name in PARTIAL_PREDICTIONS if name not in off})
 
-    def forward(self, features: torch.Tensor, nodes: torch.Tensor, frame_mask: torch.Tensor) -> StepNetOutput:
+    def forward(self, features: torch.Tensor, nodes: torch.Tensor | None, frame_mask: torch.Tensor) -> StepNetOutput:
         global_seq = self.global_projection(features)
-        sequences = self.spatial(global_seq, features, nodes, frame_mask)
-        sequences["global"] = global_seq
-        sequences["temporal"] = self.temporal(global_seq, frame_mask)
+        sequences = {"global": global_seq}
+        if self.spatial is not None:
+            sequences.update(self.spatial(global_seq, features, nodes, frame_mask))
+        if self.temporal is not None:
+            sequences["temporal"] = self.temporal(global_seq, frame_mask)
         pooled = {name: masked_mean(seq, frame_mask) for name, seq in sequences.items()}
-        fused = self.fusion(torch.cat([pooled["spatial"], pooled["temporal"]], dim=-1))
-        logits = {name: self.classifiers[name](self.dropout(pooled[name])) for name in PARTIAL_PREDICTIONS}
+        fused = self.fusion(torch.cat([pooled[name] for name in self.branches], dim=-1))
+        logits = {name: classifier(self.dropout(pooled[name])) for name, classifier in self.classifiers.items()}
         return StepNetOutput(self.dropout(fused), logits)

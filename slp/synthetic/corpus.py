@@ -4,6 +4,13 @@ Every sample is regenerated from ``(seed, kind, signer, index)`` alone, so any s
 same whichever other samples are generated. Isolated signs are paired with the English template
 "This word is <word>."; sentences are gloss sequences with a text in English, German or Chinese built from a
 small trilingual lexicon. Sign language follows the text language (en → ASL, de → GSL, zh → CSL).
+
+The defaults are the *easy* corpus of the demo. ``configs/synthetic/hard.yaml`` turns on what the paper's claims
+rest on (:class:`SyntheticConfig`'s second group of fields): glosses told apart only by the mouth or the head
+(NMFs-CSL's confusing pairs), questions marked only by the face and head, manually near-identical glosses (NLA-SLR's),
+anatomical arms, co-articulated sentences, three camera frame shapes with scale and roll, and detectors that lose
+fast hands and doubt curled fingers. Each switch draws from its own generators, so the easy corpus is the same
+numbers whatever the new fields' code does when they are off.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +28,17 @@ from slp.data.schema import Sample, SampleMeta, make_key
 from slp.data.shards import ShardWriter, manifest_row, write_manifest, write_summary
 from slp.pose.readers import PoseSequence, to_shard_pose
 from slp.synthetic.signer import (
+    GlossRecipe,
+    add_question_marking,
     blend_controls,
     gloss_controls,
     make_gloss,
     make_signer,
+    near_copy,
+    puffed_cheeks,
     render_signer,
     rest_controls,
+    vary_signer,
 )
 
 DATASET = "synthetic"
@@ -52,6 +64,12 @@ LEXICON: tuple[tuple[str, str, str], ...] = (
     ("flower", "Blume", "花"), ("river", "Fluss", "河"), ("mountain", "Berg", "山"), ("sea", "Meer", "海"),
 )
 _LANGUAGE_COLUMN = {"en": 0, "de": 1, "zh": 2}
+# Related meanings for NLA-SLR's visually similar pairs (the English words of LEXICON).
+RELATED_WORDS: tuple[tuple[str, str], ...] = (
+    ("cold", "warm"), ("today", "tomorrow"), ("eat", "drink"), ("go", "come"), ("mother", "father"),
+    ("morning", "evening"), ("north", "south"), ("rain", "snow"), ("car", "train"), ("big", "small"),
+    ("good", "bad"), ("read", "write"), ("day", "night"), ("dog", "cat"), ("river", "sea"), ("tea", "milk"),
+)
 
 
 @dataclass
@@ -76,6 +94,18 @@ class SyntheticConfig:
     hand_dropout: float = 0.03
     seed: int = 0
     shard_samples: int = 500
+    # What makes a corpus hard (all off: the easy corpus).
+    non_manual_pairs: int = 0  # gloss pairs signed alike with the hands, told apart by mouthing and cheeks only
+    similar_pairs: int = 0  # manually near-identical gloss pairs (NLA-SLR); half of them with related meanings
+    mouth_gestures: int = 0  # > 0: glosses share this many mouthings, so the mouth alone rarely names a gloss
+    question_rate: float = 0.0  # sentences that are yes/no questions: brows up, head forward, "?" in the text
+    coarticulation: float = 0.0  # fraction of a sign's start / end its neighbours take over in a sentence
+    cameras: list[tuple[int, int]] = field(default_factory=list)  # frame sizes drawn per signer (empty: width × height)
+    scale_range: float = 0.0  # signer size varies by ± this fraction
+    max_roll: float = 0.0  # camera roll, degrees
+    anatomical_arms: bool = False  # shoulder → elbow → wrist of fixed lengths, the hand's wrist on the arm's
+    motion_dropout: float = 0.0  # extra chance of losing a hand at fast wrist motion
+    finger_occlusion: float = 0.0  # confidence a fully curled finger loses
 
     def __post_init__(self):
         if self.num_glosses > len(LEXICON):
@@ -96,12 +126,12 @@ def isolated_text(index: int) -> str:
     return f"This word is {word(index, 'en')}."
 
 
-def sentence_text(glosses: list[int], language: str) -> str:
+def sentence_text(glosses: list[int], language: str, question: bool = False) -> str:
     words = [word(g, language) for g in glosses]
     if language == "zh":
-        return "".join(words) + "。"
+        return "".join(words) + ("吗？" if question else "。")
     text = " ".join(words)
-    return text[0].upper() + text[1:] + "."
+    return text[0].upper() + text[1:] + ("?" if question else ".")
 
 
 def signer_split(cfg: SyntheticConfig, signer: int) -> str:
@@ -117,14 +147,64 @@ def _rng(cfg: SyntheticConfig, *parts: int) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, *parts])
 
 
-def _glosses(cfg: SyntheticConfig):
-    return [make_gloss(_rng(cfg, 1, g)) for g in range(cfg.num_glosses)]
+@dataclass
+class GlossRelations:
+    """Which glosses were made alike: ``similar`` (a, b, related meanings) pairs are manually near-identical,
+    ``non_manual`` (a, b) pairs are signed identically with the hands."""
+
+    similar: list[tuple[int, int, bool]]
+    non_manual: list[tuple[int, int]]
+
+
+def gloss_relations(cfg: SyntheticConfig) -> GlossRelations:
+    """The related-meaning pairs of :data:`RELATED_WORDS` come first (up to half of ``similar_pairs``), then random
+    pairs of the remaining glosses; as many pairs as the glosses allow."""
+    index = {entry[0]: i for i, entry in enumerate(LEXICON)}
+    related = [(index[a], index[b]) for a, b in RELATED_WORDS if max(index[a], index[b]) < cfg.num_glosses]
+    similar = [(a, b, True) for a, b in related[:(cfg.similar_pairs + 1) // 2]]
+    taken = {g for a, b, _ in similar for g in (a, b)}
+    free = [int(g) for g in _rng(cfg, 9).permutation([g for g in range(cfg.num_glosses) if g not in taken])]
+    while len(similar) < cfg.similar_pairs and len(free) >= 2:
+        similar.append((free.pop(), free.pop(), False))
+    non_manual = []
+    while len(non_manual) < cfg.non_manual_pairs and len(free) >= 2:
+        non_manual.append((free.pop(), free.pop()))
+    return GlossRelations(similar, non_manual)
+
+
+def _glosses(cfg: SyntheticConfig) -> list[GlossRecipe]:
+    glosses = [make_gloss(_rng(cfg, 1, g)) for g in range(cfg.num_glosses)]
+    rng = _rng(cfg, 7)
+    gesture = [int(k) for k in rng.integers(0, max(cfg.mouth_gestures, 1), cfg.num_glosses)]
+    if cfg.mouth_gestures:
+        # Shared mouthings: lip shapes spread from spread to rounded, opening patterns of their own.
+        pool = [(_rng(cfg, 8, k).uniform(0, 1, 3), float(np.linspace(-1, 1, cfg.mouth_gestures)[k])
+                 if cfg.mouth_gestures > 1 else 0.0) for k in range(cfg.mouth_gestures)]
+        glosses = [replace(g, mouthing=pool[k][0], lip_shape=pool[k][1]) for g, k in zip(glosses, gesture)]
+    relations = gloss_relations(cfg)
+    for a, b, _ in relations.similar:
+        glosses[b] = replace(near_copy(glosses[a], _rng(cfg, 10, b)), mouthing=glosses[b].mouthing,
+                             lip_shape=glosses[b].lip_shape)
+    for a, b in relations.non_manual:
+        # b: a's hands, another mouthing (another shared gesture where there are several) and puffed cheeks.
+        other = glosses[b]
+        if cfg.mouth_gestures > 1 and gesture[b] == gesture[a]:
+            k = (gesture[a] + 1) % cfg.mouth_gestures
+            other = replace(other, mouthing=pool[k][0], lip_shape=pool[k][1])
+        glosses[b] = replace(glosses[a], mouthing=other.mouthing, lip_shape=other.lip_shape,
+                             cheek_puff=puffed_cheeks(_rng(cfg, 11, b)))
+    return glosses
 
 
 def _signers(cfg: SyntheticConfig):
-    return [
-        make_signer(_rng(cfg, 2, s), cfg.noise, cfg.point_dropout, cfg.hand_dropout) for s in range(cfg.num_signers)
-    ]
+    signers = [make_signer(_rng(cfg, 2, s), cfg.noise, cfg.point_dropout, cfg.hand_dropout, cfg.width, cfg.height)
+               for s in range(cfg.num_signers)]
+    if not (cfg.cameras or cfg.scale_range or cfg.max_roll or cfg.anatomical_arms or cfg.motion_dropout
+            or cfg.finger_occlusion):
+        return signers
+    return [vary_signer(signer, _rng(cfg, 6, s), tuple(cfg.cameras), cfg.scale_range, cfg.max_roll,
+                        cfg.anatomical_arms, cfg.motion_dropout, cfg.finger_occlusion)
+            for s, signer in enumerate(signers)]
 
 
 def _sign_controls(gloss, signer, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -139,8 +219,8 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def _sample(cfg, key, controls, signer, signer_id, rng, **meta) -> Sample:
-    keypoints = render_signer(controls, signer, cfg.width, cfg.height, rng)
-    seq = PoseSequence(keypoints, cfg.fps, cfg.width, cfg.height, key)
+    keypoints = render_signer(controls, signer, rng)
+    seq = PoseSequence(keypoints, cfg.fps, signer.width, signer.height, key)
     return Sample(
         key=key,
         pose=to_shard_pose(seq),
@@ -149,8 +229,8 @@ def _sample(cfg, key, controls, signer, signer_id, rng, **meta) -> Sample:
             split=signer_split(cfg, signer_id),
             signer=f"signer{signer_id:03d}",
             fps=cfg.fps,
-            width=cfg.width,
-            height=cfg.height,
+            width=signer.width,
+            height=signer.height,
             frame_start=0,
             frame_end=keypoints.shape[0],
             paired=True,
@@ -172,39 +252,70 @@ def generate_isolated(cfg: SyntheticConfig) -> Iterator[Sample]:
                               source_id=key, text=isolated_text(g), gloss=gloss_name(g), label=g)
 
 
-def sentence_plan(cfg: SyntheticConfig) -> Iterator[tuple[int, int, list[int], str]]:
-    """``(signer, index, gloss indices, language)`` of every sentence, without generating poses."""
+@dataclass
+class SentencePlan:
+    signer: int
+    index: int
+    glosses: list[int]
+    language: str
+    question: bool
+
+    @property
+    def text(self) -> str:
+        return sentence_text(self.glosses, self.language, self.question)
+
+
+def sentence_plan(cfg: SyntheticConfig) -> Iterator[SentencePlan]:
+    """Signer, index, gloss indices, language and mood of every sentence, without generating poses."""
     for s in range(cfg.num_signers):
         for i in range(cfg.sentences_per_signer):
             rng = _rng(cfg, 4, s, i)
             n = int(rng.integers(cfg.sentence_length[0], cfg.sentence_length[1] + 1))
             glosses = [int(g) for g in rng.integers(0, cfg.num_glosses, n)]
-            yield s, i, glosses, cfg.languages[int(rng.integers(len(cfg.languages)))]
+            language = cfg.languages[int(rng.integers(len(cfg.languages)))]
+            question = cfg.question_rate > 0 and bool(_rng(cfg, 12, s, i).random() < cfg.question_rate)
+            yield SentencePlan(s, i, glosses, language, question)
+
+
+def _coarticulated(sign: dict[str, np.ndarray], fraction: float, first: bool, last: bool) -> dict[str, np.ndarray]:
+    """A sign in a sentence: its neighbours take over ``fraction`` of its start (unless first) and of its end
+    (unless last)."""
+    cut = int(round(fraction * len(sign["mouth"])))
+    start, stop = (0 if first else cut), len(sign["mouth"]) - (0 if last else cut)
+    return {k: v[start:stop] for k, v in sign.items()}
 
 
 def generate_sentences(cfg: SyntheticConfig) -> Iterator[Sample]:
-    """Sentences: signs joined by transitions, rest poses at both ends, with a gloss list and a text."""
+    """Sentences: signs joined by transitions, rest poses at both ends, with a gloss list and a text; questions
+    carry raised brows and a forward head over their signs."""
     glosses, signers = _glosses(cfg), _signers(cfg)
-    for s, i, sequence, language in sentence_plan(cfg):
-        rng = _rng(cfg, 5, s, i)
+    for plan in sentence_plan(cfg):
+        s, sequence = plan.signer, plan.glosses
+        rng = _rng(cfg, 5, s, plan.index)
         signer = signers[s]
         rest = rest_controls(cfg.rest_frames)
         parts = [rest]
-        for g in sequence:
+        transition = cfg.transition_frames
+        if cfg.coarticulation:  # fluent signing: shorter transitions for faster signers
+            transition = max(2, int(round(cfg.transition_frames * (1 - cfg.coarticulation) / signer.speed)))
+        for j, g in enumerate(sequence):
             sign = _sign_controls(glosses[g], signer, rng)
-            parts += [blend_controls(parts[-1], sign, cfg.transition_frames), sign]
+            if cfg.coarticulation:
+                sign = _coarticulated(sign, cfg.coarticulation, j == 0, j == len(sequence) - 1)
+            parts += [blend_controls(parts[-1], sign, transition, cfg.coarticulation), sign]
         parts += [blend_controls(parts[-1], rest, cfg.transition_frames), rest]
-        key = make_key(DATASET, "sentence", f"s{s:03d}", f"n{i:04d}")
-        yield _sample(cfg, key, _concat(parts), signer, s, rng, sign_language=SIGN_LANGUAGE_OF_TEXT[language],
-                      text_language=language, source_id=key, text=sentence_text(sequence, language),
+        controls = _concat(parts)
+        if plan.question:
+            controls = add_question_marking(controls, cfg.rest_frames, len(controls["mouth"]) - cfg.rest_frames)
+        key = make_key(DATASET, "sentence", f"s{s:03d}", f"n{plan.index:04d}")
+        yield _sample(cfg, key, controls, signer, s, rng, sign_language=SIGN_LANGUAGE_OF_TEXT[plan.language],
+                      text_language=plan.language, source_id=key, text=plan.text,
                       gloss=[gloss_name(g) for g in sequence])
 
 
 def corpus_texts(cfg: SyntheticConfig) -> list[str]:
     """Every text of the corpus (for training the tiny stand-in tokenizer), without generating poses."""
-    return [isolated_text(g) for g in range(cfg.num_glosses)] + [
-        sentence_text(glosses, language) for _, _, glosses, language in sentence_plan(cfg)
-    ]
+    return [isolated_text(g) for g in range(cfg.num_glosses)] + [plan.text for plan in sentence_plan(cfg)]
 
 
 def write_synthetic_corpus(out_dir: str | Path, cfg: SyntheticConfig) -> dict:
@@ -232,6 +343,7 @@ def write_synthetic_corpus(out_dir: str | Path, cfg: SyntheticConfig) -> dict:
         "frames": int(sum(r["frames"] for r in rows)),
         "seconds": round(time.time() - start, 3),
         "config": asdict(cfg),
+        "gloss_relations": asdict(gloss_relations(cfg)),
     }
     write_summary(out / "summary.json", summary)
     return summary
