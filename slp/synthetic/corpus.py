@@ -6,7 +6,7 @@ same whichever other samples are generated. Isolated signs are paired with the E
 small trilingual lexicon. Sign language follows the text language (en → ASL, de → GSL, zh → CSL).
 
 The defaults are the *easy* corpus of the demo. ``configs/synthetic/hard.yaml`` turns on what the paper's claims
-rest on (:class:`SyntheticConfig`'s second group of fields): glosses told apart only by the mouth or the head
+rest on (:class:`SyntheticConfig`'s second group of fields): glosses told apart only by the mouth and cheeks
 (NMFs-CSL's confusing pairs), questions marked only by the face and head, manually near-identical glosses (NLA-SLR's),
 anatomical arms, co-articulated sentences, three camera frame shapes with scale and roll, and detectors that lose
 fast hands and doubt curled fingers. Each switch draws from its own generators, so the easy corpus is the same

@@ -63,6 +63,7 @@ class SignerStyle:
     motion_dropout: float = 0.0  # extra probability of losing a hand at fast wrist motion
     finger_occlusion: float = 0.0  # confidence a fully curled finger loses (its tip hidden behind the palm)
     face_noise: float = 1.0  # face landmarks' noise relative to the body's (landmark detectors are finer)
+    jaw_follows_mouth: bool = False  # an open mouth drops the chin
 
 
 def make_gloss(rng: np.random.Generator) -> GlossRecipe:
@@ -152,6 +153,7 @@ def vary_signer(signer: SignerStyle, rng: np.random.Generator, cameras: tuple[tu
         motion_dropout=float(motion_dropout * rng.uniform(0.5, 1.5)),
         finger_occlusion=float(finger_occlusion),
         face_noise=0.3,
+        jaw_follows_mouth=True,
     )
 
 
@@ -342,7 +344,7 @@ def render_signer(controls: dict[str, np.ndarray], signer: SignerStyle, rng: np.
         kp[:, i] = kp[:, base] + np.array([0.0, (1.2 if i < 15 else 2.4) * sw])
     kp[:, 17:23] = kp[:, [15, 15, 15, 16, 16, 16]] + np.array([0.0, 0.1 * sw])
     kp[:, 23:91] = _face_points(head + sway + np.array([0, 0.05 * sw]), 0.45 * sw * signer.head_scale, controls,
-                                jaw_follows_mouth=signer.arm_lengths is not None)
+                                jaw_follows_mouth=signer.jaw_follows_mouth)
     hand_size = 0.42 * sw
     kp[:, 112:133] = _hand_points(wrists[:, 0], controls["shapes"][:, 0], controls["angles"][:, 0], hand_size, -1.0)
     kp[:, 91:112] = _hand_points(wrists[:, 1], controls["shapes"][:, 1], controls["angles"][:, 1], hand_size, 1.0)
