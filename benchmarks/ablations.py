@@ -1,8 +1,8 @@
 """The paper's pre-training ablations (Tables XII-XIX) on the hard synthetic corpus, as mean ± std over seeds.
 
 Each variant of a table is a set of overrides of the pre-training config (the ``tiny`` model at CPU size, ``base``
-at GPU size). For every variant and seed the harness pre-trains in this process (the model, losses, loader,
-optimiser groups and schedule of ``pretrain/``, on one device), then evaluates the encoder on the corpus's
+at GPU size). For every variant and seed the harness pre-trains on one device in this process
+(:func:`pretrain.single_device.pretrain_on_one_device`), then evaluates the encoder on the corpus's
 isolated signs of held-out signers in two ways:
 
 - ``probe``: a linear probe on the frozen encoder's features (``finetune.linear_probe``), fitted on the training
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import itertools
 import json
 import multiprocessing
 import os
@@ -42,19 +41,19 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
-from transformers import get_scheduler  # noqa: E402
 
+from finetune import islr  # noqa: E402
 from finetune.config import FinetuneConfig  # noqa: E402
+from finetune.data import load_split  # noqa: E402
 from finetune.linear_probe import linear_probe  # noqa: E402
 from finetune.trainer import run_task  # noqa: E402
 from pretrain.config import PretrainRunConfig  # noqa: E402
-from pretrain.trainer import parameter_groups  # noqa: E402
+from pretrain.single_device import pretrain_on_one_device  # noqa: E402
 from slp.config import load_config  # noqa: E402
-from slp.data.loader import PretrainLoader  # noqa: E402
 from slp.data.shards import write_summary  # noqa: E402
 from slp.models.pretraining import PretrainingModel  # noqa: E402
-from slp.synthetic import SyntheticConfig, corpus_texts, generate_isolated, write_synthetic_corpus  # noqa: E402
-from slp.text import FrozenTextEncoder  # noqa: E402
+from slp.synthetic import SyntheticConfig, corpus_texts, write_synthetic_corpus  # noqa: E402
+from slp.synthetic.corpus import DATASET  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -149,31 +148,6 @@ def prepare(out: Path, size: Size, text_model: str) -> tuple[SyntheticConfig, Pa
     return corpus_cfg, corpus, text_model
 
 
-def pretrain(cfg: PretrainRunConfig, steps: int, device: torch.device) -> PretrainingModel:
-    """``steps`` optimiser steps of ``cfg`` on one device: pre-training's model, loader, parameter groups, linear
-    warm-up / decay and gradient clipping, without DeepSpeed."""
-    torch.manual_seed(cfg.seed)
-    model = PretrainingModel(cfg.model, cfg.loss).to(device)
-    text_encoder = FrozenTextEncoder.from_pretrained(cfg.text.name_or_path, cfg.data.max_text_tokens).to(device)
-    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
-                                  betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
-    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=round(steps * cfg.optim.warmup_fraction),
-                              num_training_steps=steps)
-    loader = PretrainLoader(cfg.data, text_encoder.text_tokenizer, mask_ratio=cfg.loss.mask_ratio)
-    model.train()
-    for batch in tqdm(itertools.islice(loader, steps), total=steps, desc="pre-training", unit="step", leave=False):
-        with torch.no_grad():
-            text = text_encoder(batch.input_ids.to(device), batch.text_mask.to(device))
-        loss = model(batch.pose.to(device), batch.frame_mask.to(device), batch.joint_mask.to(device), text,
-                     batch.text_mask.to(device), batch.paired.to(device))["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-    return model
-
-
 def run_variant(variant: Variant, seed: int, args, size: Size, corpus_cfg: SyntheticConfig, corpus: Path,
                 text_model: str, device: torch.device) -> dict:
     """Pre-train (unless α = 0) and evaluate one variant with one seed; cached in ``OUT/runs``."""
@@ -189,15 +163,13 @@ def run_variant(variant: Variant, seed: int, args, size: Size, corpus_cfg: Synth
                  *variant.overrides]
     cfg = load_config(PretrainRunConfig, REPO / size.pretrain, overrides)
     if variant.pretrain:
-        encoder = pretrain(cfg, size.steps, device).encoder
+        encoder = pretrain_on_one_device(cfg, size.steps, device).encoder
     else:
         torch.manual_seed(seed)
         encoder = PretrainingModel(cfg.model, cfg.loss).encoder.to(device)
     result = {"variant": variant.label, "seed": seed, "overrides": list(variant.overrides)}
     if "probe" in args.evaluation:
-        samples = list(generate_isolated(corpus_cfg))
-        train = [s for s in samples if s.meta.split == "train"]
-        test = [s for s in samples if s.meta.split == "test"]
+        train, test = (load_split(shards, DATASET, split, islr.keep) for split in ("train", "test"))
         result["probe"] = 100 * linear_probe(encoder, train, test, corpus_cfg.num_glosses, segments=args.segments,
                                              seed=seed)
     if "finetune" in args.evaluation:

@@ -25,13 +25,16 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from finetune import islr  # noqa: E402
+from finetune.data import load_split  # noqa: E402
 from finetune.linear_probe import pooled_features, probe_accuracy  # noqa: E402
 from pretrain.config import PretrainRunConfig  # noqa: E402
 from slp.config import from_dict, load_config  # noqa: E402
 from slp.data.shards import write_summary  # noqa: E402
 from slp.models.pretraining import PretrainingModel  # noqa: E402
 from slp.models.sign_encoder import SignPoseEncoder  # noqa: E402
-from slp.synthetic import SyntheticConfig, generate_isolated  # noqa: E402
+from slp.synthetic import SyntheticConfig  # noqa: E402
+from slp.synthetic.corpus import DATASET  # noqa: E402
 
 
 def explained_share(features: torch.Tensor, groups: list[str]) -> float:
@@ -75,9 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     summary_path = args.ablations / "corpus" / "summary.json"
     corpus_cfg = from_dict(SyntheticConfig, json.loads(summary_path.read_text())["config"])
-    samples = list(generate_isolated(corpus_cfg))
-    train = [s for s in samples if s.meta.split == "train"]
-    test = [s for s in samples if s.meta.split == "test"]
+    shards = [str(args.ablations / "corpus" / "shards" / "*.tar")]
+    train, test = (load_split(shards, DATASET, split, islr.keep) for split in ("train", "test"))
     rows = []
     for result_path in sorted(args.ablations.glob("runs/*/seed*/result.json")):
         result = json.loads(result_path.read_text())

@@ -18,3 +18,22 @@ def finetune_and_reevaluate(task: str, config: str, out: Path, overrides: list[s
               "--eval-only", "--checkpoint", str(out / "run" / "best.safetensors")])
     capsys.readouterr()
     return trained, json.loads((out / "eval" / "metrics.json").read_text()), table
+
+
+RETRIEVAL_KEYS = ("t2v_r1", "t2v_r5", "v2t_r1", "v2t_r5", "t2v_medr", "v2t_medr")
+
+
+def assert_retrieval_beats(result: dict, reference: dict, pairs: int, what: str, *, r1_chance: float,
+                           r5_chance: float, r5_margin: float) -> None:
+    """Print ``result`` against ``reference`` (test metrics of two retrieval runs on ``pairs`` pairs), then check, in
+    both directions, that R@1 beats ``r1_chance`` × chance and the reference by 5 points, R@5 beats ``r5_chance`` ×
+    chance and the reference by ``r5_margin``, and the median rank halves."""
+    chance = {k: 100 * k / pairs for k in (1, 5)}
+    print(f"\nretrieval on held-out signers ({pairs} test pairs), {what} (chance R@1 {chance[1]:.1f}, "
+          f"R@5 {chance[5]:.1f}):")
+    for key in RETRIEVAL_KEYS:
+        print(f"  {key}: {result[key]:.1f} vs {reference[key]:.1f}")
+    for direction in ("t2v", "v2t"):
+        assert result[f"{direction}_r1"] > max(r1_chance * chance[1], reference[f"{direction}_r1"] + 5)
+        assert result[f"{direction}_r5"] > max(r5_chance * chance[5], reference[f"{direction}_r5"] + r5_margin)
+        assert result[f"{direction}_medr"] < reference[f"{direction}_medr"] / 2

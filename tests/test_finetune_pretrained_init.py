@@ -22,6 +22,7 @@ from slp.config import load_config
 from slp.models.alignment import ALIGNMENT_CONFIG_NAME, ALIGNMENT_WEIGHTS_NAME, SignTextAlignment
 from slp.models.pretraining import LossConfig, PretrainingModel, PretrainModelConfig
 from slp.models.sign_encoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, SignPoseEncoder
+from tests.finetune_runs import assert_retrieval_beats
 from tests.test_models import TINY_ENCODER, _batch
 
 CONFIG = "configs/finetune/retrieval/synthetic.yaml"
@@ -190,16 +191,8 @@ def test_retrieval_after_pretraining_is_far_above_chance_before_any_step(tmp_pat
 
     cfg = load_config(FinetuneConfig, CONFIG, ["task=retrieval", f"data.shards=[{corpus}/shards/*.tar]"])
     pairs = len(load_split(cfg.data.shards, cfg.data.dataset, cfg.data.test_split, retrieval.keep))
-    chance = {k: 100 * k / pairs for k in (1, 5)}
-    print(f"\nretrieval on held-out signers ({pairs} test pairs) before any fine-tuning step, pre-trained "
-          f"alignment vs fresh projectors on the same pre-trained encoder (chance R@1 {chance[1]:.1f}, "
-          f"R@5 {chance[5]:.1f}):")
-    p, f = started["test"], fresh["test"]
-    for key in ("t2v_r1", "t2v_r5", "v2t_r1", "v2t_r5", "t2v_medr", "v2t_medr"):
-        print(f"  {key}: {p[key]:.1f} vs {f[key]:.1f}")
-    for direction in ("t2v", "v2t"):
-        assert p[f"{direction}_r1"] > max(5 * chance[1], f[f"{direction}_r1"] + 5)
-        assert p[f"{direction}_r5"] > max(3 * chance[5], f[f"{direction}_r5"] + 10)
-        assert p[f"{direction}_medr"] < f[f"{direction}_medr"] / 2
+    assert_retrieval_beats(started["test"], fresh["test"], pairs, "before any fine-tuning step, pre-trained "
+                           "alignment vs fresh projectors on the same pre-trained encoder", r1_chance=5, r5_chance=3,
+                           r5_margin=10)
     assert started["history"][0]["mean_r1"] > 5 * 100 / len(load_split(cfg.data.shards, cfg.data.dataset,
                                                                        cfg.data.dev_split, retrieval.keep))

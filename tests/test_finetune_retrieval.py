@@ -21,7 +21,7 @@ from slp.data.schema import Sample, SampleMeta
 from slp.synthetic import SyntheticConfig, corpus_texts, write_synthetic_corpus
 from slp.synthetic.corpus import LEXICON
 from slp.text.tiny import build_tiny_mbart
-from tests.finetune_runs import finetune_and_reevaluate
+from tests.finetune_runs import assert_retrieval_beats, finetune_and_reevaluate
 
 CONFIG = "configs/finetune/retrieval/synthetic.yaml"
 
@@ -174,13 +174,7 @@ def test_retrieval_learns_on_held_out_signers_and_eval_only_reproduces(tmp_path,
     trained, again, table = finetune_and_reevaluate("retrieval", CONFIG, tmp_path, common, capsys)
     assert "T2V" in table and "V2T" in table and "MedR" in table
     result = trained["test"]
-    chance = {k: 100 * k / len(test) for k in (1, 5)}
-    print(f"\n{table}\nretrieval test on held-out signers ({len(test)} pairs), trained vs untrained "
-          f"(chance R@1 {chance[1]:.1f}, R@5 {chance[5]:.1f}):")
-    for key in ("t2v_r1", "t2v_r5", "v2t_r1", "v2t_r5", "t2v_medr", "v2t_medr"):
-        print(f"  {key}: {result[key]:.1f} vs {untrained[key]:.1f}")
-    for direction in ("t2v", "v2t"):
-        assert result[f"{direction}_r1"] > max(3 * chance[1], untrained[f"{direction}_r1"] + 5)
-        assert result[f"{direction}_r5"] > max(2 * chance[5], untrained[f"{direction}_r5"] + 15)
-        assert result[f"{direction}_medr"] < untrained[f"{direction}_medr"] / 2
+    print(f"\n{table}")
+    assert_retrieval_beats(result, untrained, len(test), "trained vs untrained", r1_chance=3, r5_chance=2,
+                           r5_margin=15)
     assert again["test"] == result and again["dev"] == trained["dev"]
