@@ -33,18 +33,29 @@ $(MP_STAMP):
 
 mediapipe-venv: $(MP_STAMP)
 
-demo: $(STAMP)
+# The whole demo, MediaPipe extraction of the real video included: its venv is built first (about 20 s from pip's
+# cache, a minute without).
+demo: $(STAMP) $(MP_STAMP)
 	$(PY) scripts/demo.py --out $(DEMO_OUT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# The suite runs in a random order (pytest-randomly), so that no test passes on what another left behind; the order's
+# seed is printed first, and `make test TEST_SEED=N` repeats that order.
+ifndef TEST_SEED
+TEST_SEED := $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
+endif
+PYTEST := $(PY) -m pytest -q -ra -p randomly --randomly-seed=$(TEST_SEED)
+
 test: $(STAMP) $(MP_STAMP) lint
-	$(PY) -m pytest -q -ra
+	@echo "test order: --randomly-seed=$(TEST_SEED) (repeat it with: make test TEST_SEED=$(TEST_SEED))"
+	$(PYTEST)
 
 # The default suite without the slow end-to-end runs (multi-process DeepSpeed, learning tests).
 test-fast: $(STAMP) lint
-	$(PY) -m pytest -q -ra -m "not slow"
+	@echo "test order: --randomly-seed=$(TEST_SEED) (repeat it with: make test-fast TEST_SEED=$(TEST_SEED))"
+	$(PYTEST) -m "not slow"
 
 # The checks that need CUDA GPUs (NCCL pre-training + resume, multi-GPU fine-tuning, MFU, loader rate); without a
 # GPU it says it skipped and exits 0.

@@ -54,6 +54,7 @@ from slp.data.shards import write_summary  # noqa: E402
 from slp.models.pretraining import PretrainingModel  # noqa: E402
 from slp.synthetic import SyntheticConfig, corpus_texts, write_synthetic_corpus  # noqa: E402
 from slp.synthetic.corpus import DATASET  # noqa: E402
+from slp.threads import threads_per_process, torch_threads  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -191,13 +192,12 @@ def run_variant(variant: Variant, seed: int, args, size: Size, corpus_cfg: Synth
 
 def run_grid(job: Callable[..., dict], runs: Sequence[tuple], jobs: int, desc: str) -> list[dict]:
     """``job(*run)`` for every run, results in order; with ``jobs`` > 1 that many side by side in spawned processes.
-    On CPU each run takes one thread: small models there are bound by per-operation overhead, not arithmetic, so
-    parallel runs finish sooner than one run on every core, and threads of one run that wait for each other on a
-    shared machine make it several times slower."""
-    threads = torch.get_num_threads() if torch.cuda.is_available() else 1
+    On CPU each job takes its share of the cores (``slp.threads``); one job runs in this process on that share and
+    gives the caller back its own thread count afterwards."""
+    threads = torch.get_num_threads() if torch.cuda.is_available() else threads_per_process(jobs)
     if jobs <= 1:
-        torch.set_num_threads(threads)
-        return [job(*run) for run in tqdm(runs, desc=desc, unit="run")]
+        with torch_threads(threads):
+            return [job(*run) for run in tqdm(runs, desc=desc, unit="run")]
     results: list[dict] = [{}] * len(runs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(threads,)) as pool:
@@ -246,9 +246,9 @@ def plot_table(table: Table, results: dict[str, list[dict]], metrics: dict[str, 
         stats = [summarise(results[v.label], m) for _, v in table.rows]
         xs = [i + (k - (len(metrics) - 1) / 2) * width for i in range(len(labels))]
         ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] for s in stats], capsize=3, label=metrics[m])
-        for i, v in enumerate(table.rows):
-            ax.scatter([xs[i]] * len(results[v[1].label]), [r[m] for r in results[v[1].label] if m in r],
-                       color="black", s=8, zorder=3)
+        for i, (_, v) in enumerate(table.rows):
+            values = [r[m] for r in results[v.label] if m in r]  # (a row may lack a metric: no probe, say)
+            ax.scatter([xs[i]] * len(values), values, color="black", s=8, zorder=3)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("%")
     ax.set_title(f"Table {table.number}: {table.title}")
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--finetune-overrides", nargs="*", default=[], help="key=value of the ISLR fine-tuning")
     parser.add_argument("--variants", nargs="+", help="only these row labels of the tables (a CI slice)")
     parser.add_argument("--text-model", default="", help="mBART name or folder (default: a tiny stand-in)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each (CPU)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side, each on its share of the cores (CPU)")
     parser.add_argument("--out", type=Path, default=Path("runs/ablations"))
     args = parser.parse_args(argv)
     base = SIZES[args.size]

@@ -18,6 +18,10 @@ Statistics, per dataset:
   confidence 0, and of frames missing both hands;
 - confidence histograms of the detected points (confidence > 0) of each part, :data:`CONFIDENCE_BINS` bins over
   (0, 1] (a score above 1 counts in the last bin);
+- hands-only clips: clips whose body, face and mouth are missing in every frame while a hand is detected (MediaPipe
+  Hands landmarks, ASL Signs clips whose pose and face are NaN), counted and as a share of the dataset's clips.
+  They are a supported input (normalisation, the encoder and every head take them), not a finding: the count says
+  how much of a dataset carries no body position and no non-manual signal;
 - duration outliers: clips whose duration (frames / fps) has a modified z-score
   ``|0.6745 (x - median) / MAD| > 3.5`` (Iglewicz & Hoaglin) on log10 seconds, in a dataset of at least
   :data:`MIN_CLIPS_FOR_OUTLIERS` clips whose MAD is not 0. Log seconds, because clip lengths are ratios apart: a
@@ -65,19 +69,28 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from slp.cli_errors import UserError, folder_problem
+from slp.cli_errors import UserError, file_problem, folder_problem, read_user_text
 from slp.config import to_dict
 from slp.data.loader import PretrainDataConfig, selected
 from slp.data.schema import InvalidSample, Sample, SampleMeta, validate_pose
-from slp.data.shards import MANIFEST_NAME, ReadStats, iter_samples, load_npy, write_bytes_atomic, write_summary
+from slp.data.shards import (
+    JSON_DECODE_ERRORS,
+    MANIFEST_NAME,
+    ReadStats,
+    iter_samples,
+    load_npy,
+    read_parquet,
+    write_bytes_atomic,
+    write_summary,
+)
 from slp.pose.layout import PART_NAMES, PART_SLICES, POINT_PART
 from slp.synthetic.corpus import DATASET as SYNTHETIC
 
@@ -88,6 +101,8 @@ MIN_CLIPS_FOR_OUTLIERS = 10
 KEYS_SHOWN = 4
 #: Rows of one finding's table in the HTML report (the JSON has them all).
 ROWS_SHOWN = 200
+#: Room above the longest bar of the missing-parts plot, as a factor of it.
+AXIS_HEADROOM = 1.15
 
 #: Adapter (or the synthetic corpus) → why its benchmark's splits are signer-independent.
 SIGNER_INDEPENDENT: dict[str, str] = {
@@ -106,6 +121,8 @@ FINDINGS = ("leaks", "sources_across_splits", "texts_across_splits", "cues_past_
             "shared_signers", "unreadable_samples")
 _MISSING_COLUMNS = (*PART_NAMES, "both_hands")
 _LEFT, _RIGHT = PART_NAMES.index("left_hand"), PART_NAMES.index("right_hand")
+#: Columns of the per-part missing flags that are not a hand: all missing in every frame makes a hands-only clip.
+_NOT_HANDS = [k for k in range(len(PART_NAMES)) if k not in (_LEFT, _RIGHT)]
 _PART_SIZES = np.array([PART_SLICES[p].stop - PART_SLICES[p].start for p in PART_NAMES])
 
 
@@ -149,13 +166,16 @@ class _DatasetTally:
     keys: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     without_signer: int = 0
+    hands_only: int = 0
 
     def add(self, sample: Sample) -> None:
         conf = sample.pose[..., 2].astype(np.float32)  # (T, 79)
         missing = conf <= 0
         per_part = np.stack([missing[:, PART_SLICES[p]].all(axis=1) for p in PART_NAMES], axis=1)  # (T, parts)
         self.missing_frames[:-1] += per_part.sum(axis=0)
-        self.missing_frames[-1] += int((per_part[:, _LEFT] & per_part[:, _RIGHT]).sum())
+        both_hands_missing = per_part[:, _LEFT] & per_part[:, _RIGHT]
+        self.missing_frames[-1] += int(both_hands_missing.sum())
+        self.hands_only += bool(per_part[:, _NOT_HANDS].all() and not both_hands_missing.all())
         detected = ~missing
         bins = np.minimum(np.ceil(conf[detected] * CONFIDENCE_BINS).astype(np.int64) - 1, CONFIDENCE_BINS - 1)
         parts = np.broadcast_to(POINT_PART, conf.shape)[detected]
@@ -178,6 +198,8 @@ class _DatasetTally:
             "hours": round(float(seconds.sum()) / 3600, 4),
             "missing_frame_rate": {name: round(int(n) / self.frames, 4) for name, n in
                                    zip(_MISSING_COLUMNS, self.missing_frames)},
+            "hands_only_clips": self.hands_only,
+            "hands_only_rate": round(self.hands_only / len(self.keys), 4),
             "missing_point_rate": {part: round(1 - int(self.confidence[k].sum()) / (self.frames * int(size)), 4)
                                    for k, (part, size) in enumerate(zip(PART_NAMES, _PART_SIZES))},
             "confidence_histogram": {"edges": np.linspace(0, 1, CONFIDENCE_BINS + 1).round(3).tolist(),
@@ -262,7 +284,7 @@ class _Reader:
             meta.validate()
             pose = load_npy(raw["pose.npy"])
             validate_pose(pose)
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, TypeError, *JSON_DECODE_ERRORS):  # InvalidSample is a ValueError
             return  # reported with the reader's own reason
         frames = len(pose)
         if meta.frame_end == -1 or meta.frame_end - meta.frame_start == frames:
@@ -284,12 +306,39 @@ def _build_paths(build: Path) -> tuple[Path, list[Path]]:
     if problem := folder_problem(build):
         raise UserError(f"{build}: {problem}")
     manifest = build / MANIFEST_NAME
+    if manifest.exists() and (problem := file_problem(manifest)):
+        raise UserError(f"{manifest}: {problem}")
     shards = sorted((build / "shards").glob("*.tar"))
     if not manifest.is_file() or not shards:
         missing = " and ".join(what for what, ok in ((MANIFEST_NAME, manifest.is_file()), ("shards/*.tar", shards))
                                if not ok)
         raise UserError(f"{build}: no {missing}; not a curation build (run slp-curate build first)")
     return manifest, shards
+
+
+def _build_table(path: Path, columns: list[str], optional: tuple[str, ...] = ()):
+    """Columns of a Parquet file of the build; one a file that is not whole or not curation's is a
+    :class:`UserError` naming it."""
+    if problem := file_problem(path):
+        raise UserError(f"{path}: {problem}")
+    try:
+        return read_parquet(path, columns, optional)
+    except ValueError as exc:  # not whole, or another tool's table
+        raise UserError(f"{exc}; rerun slp-curate build to write it again") from None
+
+
+def _build_json(path: Path) -> dict[str, Any]:
+    """A JSON object the build wrote (``summary.json``); one that is not whole or not an object is a
+    :class:`UserError` naming it."""
+    try:
+        data = json.loads(read_user_text(path))
+    except JSON_DECODE_ERRORS as exc:
+        where = f"{path}:{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(path)
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise UserError(f"{where}: not valid JSON ({reason}; truncated?)") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: holds a JSON {type(data).__name__}, not the object slp-curate build writes")
+    return data
 
 
 def _overlaps(occurrences: dict[Any, dict[Where, list[str]]], status, read_keys: set[str]) -> list[dict[str, Any]]:
@@ -307,24 +356,34 @@ def _overlaps(occurrences: dict[Any, dict[Where, list[str]]], status, read_keys:
     return sorted(found, key=lambda f: (not f["excluded_test_read"], str(f["item"])))
 
 
+def _splits_not_curated(summary: Path) -> dict[str, int]:
+    """The (dataset, split)s whose records the build's config kept out, from its ``summary.json``."""
+    by_dataset = _build_json(summary).get("by_dataset", {})  # the synthetic corpus' summary has none
+    try:
+        return {_where((d, s)): int(c["excluded_split"]) for d, splits in by_dataset.items()
+                for s, c in splits.items() if c.get("excluded_split")}
+    except (AttributeError, TypeError, KeyError, ValueError):  # not {dataset: {split: {excluded_split: n}}}
+        raise UserError(f"{summary}: by_dataset is not the counts per dataset and split slp-curate build "
+                        f"writes") from None
+
+
 def _curation_context(build: Path) -> dict[str, Any]:
     """What curation left beside the shards: the cues it dropped past the end of their sequences, its
     frame-count warnings and the splits its config kept out of the build."""
     context: dict[str, Any] = {"cues_dropped_past_end": [], "frame_count_warnings": [], "splits_not_curated": {}}
     rejects, warnings, summary = build / "rejects.parquet", build / "warnings.parquet", build / "summary.json"
     columns = ["dataset", "split", "source_id", "key", "reason", "detail"]
-    if rejects.is_file():
+    # Each is optional ("where present"): a build of the synthetic corpus has neither rejects nor warnings.
+    if rejects.exists():
         context["cues_dropped_past_end"] = [
             {c: row[c] for c in ("dataset", "split", "source_id", "detail")}
-            for row in pq.read_table(rejects, columns=columns).to_pylist() if row["reason"] == "frame_range_outside"]
-    if warnings.is_file():
+            for row in _build_table(rejects, columns).to_pylist() if row["reason"] == "frame_range_outside"]
+    if warnings.exists():
         context["frame_count_warnings"] = [
             {c: row[c] for c in ("key", "dataset", "split", "detail")} | {"source": "curation warning"}
-            for row in pq.read_table(warnings, columns=columns).to_pylist() if row["reason"] == "frame_count_mismatch"]
-    if summary.is_file():
-        by_dataset = json.loads(summary.read_text(encoding="utf-8")).get("by_dataset", {})
-        context["splits_not_curated"] = {_where((d, s)): c["excluded_split"] for d, splits in by_dataset.items()
-                                         for s, c in splits.items() if c.get("excluded_split")}
+            for row in _build_table(warnings, columns).to_pylist() if row["reason"] == "frame_count_mismatch"]
+    if summary.exists():
+        context["splits_not_curated"] = _splits_not_curated(summary)
     return context
 
 
@@ -336,9 +395,9 @@ def audit_build(build: str | Path, data: PretrainDataConfig | None = None, *, da
     build = Path(build)
     manifest, shards = _build_paths(build)
     data = data if data is not None else PretrainDataConfig()
-    columns = ["dataset"] + (["adapter"] if "adapter" in pq.read_schema(manifest).names else [])
-    table = pq.read_table(manifest, columns=columns)
-    adapters = dict(zip(table["dataset"].to_pylist(), table[columns[-1]].to_pylist()))
+    table = _build_table(manifest, ["dataset"], ("adapter",))
+    adapter = "adapter" if "adapter" in table.column_names else "dataset"  # a manifest not curation's has none
+    adapters = dict(zip(table["dataset"].to_pylist(), table[adapter].to_pylist()))
     reader = _Reader(data, adapters)
     stats = ReadStats()
     shard_log = logging.getLogger("slp.data.shards")
@@ -419,6 +478,21 @@ def _splits(entry: dict[str, Any]) -> str:
     return "; ".join(f"{w}: {_keys(keys)}" for w, keys in entry["splits"].items())
 
 
+def _text_status(f: dict[str, Any]) -> str:
+    """What a sentence in several splits is to pre-training, in words that agree with the leak verdict: in an
+    excluded test split and read by pre-training in another, yet not a leak (only a source video is one)."""
+    if not f["excluded_test_read"]:
+        return ""
+    return (f" (in excluded {', '.join(f['excluded_test_splits'])}, and in {', '.join(_read_splits(f))}, which "
+            f"pre-training reads: a shared sentence, not a leaked video)")
+
+
+def _read_splits(f: dict[str, Any]) -> list[str]:
+    """The splits of a finding that hold samples pre-training reads."""
+    read = set(f["read_by_pretraining"])
+    return [w for w, keys in f["splits"].items() if read.intersection(keys)]
+
+
 def _describe(name: str, f: dict[str, Any]) -> str:
     """One finding as one line."""
     if name == "leaks":
@@ -427,8 +501,7 @@ def _describe(name: str, f: dict[str, Any]) -> str:
     if name == "sources_across_splits":
         return f"source video in several splits: {f['adapter']}:{f['video']}: {_splits(f)}"
     if name == "texts_across_splits":
-        marked = " (an excluded test split, read by pre-training)" if f["excluded_test_read"] else ""
-        return f"text in several splits{marked}: {json.dumps(f['text'], ensure_ascii=False)}: {_splits(f)}"
+        return f"text in several splits{_text_status(f)}: {json.dumps(f['text'], ensure_ascii=False)}: {_splits(f)}"
     if name == "cues_past_pose_end":
         return (f"cue past the end of its pose: {f['key']}: the cue ends at {f['cue_end_seconds']} s, the pose at "
                 f"{f['pose_end_seconds']} s")
@@ -470,6 +543,12 @@ def _svg(fig, plot_id: str) -> str:
     return svg.replace("<svg", f'<svg id="{plot_id}" role="img"', 1)
 
 
+def missing_axis_limit(fractions: Iterable[float]) -> float:
+    """The end of the missing-parts plot's axis: the largest fraction with :data:`AXIS_HEADROOM`, at most 1 (at
+    least 0.05, so a build missing nothing still gets a scale)."""
+    return min(1.0, max(0.05, AXIS_HEADROOM * max(fractions, default=0.0)))
+
+
 def _plots(audit: Audit) -> dict[str, str]:
     import matplotlib
 
@@ -488,7 +567,8 @@ def _plots(audit: Audit) -> dict[str, str]:
                     label=column.replace("_", " "))
         ax.set_yticks(y + 0.4 - height / 2, names)
         ax.invert_yaxis()
-        ax.set_xlim(0, 1)
+        ax.set_xlim(0, missing_axis_limit(datasets[n]["missing_frame_rate"][c] for n in names
+                                          for c in _MISSING_COLUMNS))
         ax.set_xlabel("fraction of frames with every point of the part at confidence 0")
         ax.legend(ncols=len(_MISSING_COLUMNS), fontsize="x-small", loc="lower center", bbox_to_anchor=(0.5, 1.0))
         fig.tight_layout()
@@ -551,9 +631,10 @@ def _finding_tables(findings: dict[str, list[dict[str, Any]]]) -> dict[str, tupl
         "sources_across_splits": (["adapter", "video", "samples by split"],
                                   [[f["adapter"], f["video"], _splits_cell(f["splits"])]
                                    for f in findings["sources_across_splits"]]),
-        "texts_across_splits": (["text", "excluded test split read", "samples by split"],
-                                [[f["text"], "yes" if f["excluded_test_read"] else "no", _splits_cell(f["splits"])]
-                                 for f in findings["texts_across_splits"]]),
+        "texts_across_splits": (["text", "excluded test split", "pre-training reads it in", "samples by split"],
+                                [[f["text"], ", ".join(f["excluded_test_splits"]) or "-",
+                                  ", ".join(_read_splits(f)) or "-",
+                                  _splits_cell(f["splits"])] for f in findings["texts_across_splits"]]),
         "cues_past_pose_end": (["key", "frames", "pose frames", "cue ends (s)", "pose ends (s)"],
                                [[f["key"], f"[{f['frame_start']}, {f['frame_end']})", f["pose_frames"],
                                  f["cue_end_seconds"], f["pose_end_seconds"]] for f in findings["cues_past_pose_end"]]),
@@ -600,19 +681,26 @@ def render_html(audit: Audit) -> str:
     if not_curated:
         parts.append("<p>Splits curation kept out of the build (exclude_splits): "
                      + html.escape(", ".join(f"{w} ({n} records)" for w, n in not_curated.items())) + "</p>")
-    parts.append("<h2>Findings</h2>" + _table(["finding", "count"], [[n.replace("_", " "), c]
+    parts.append("<h2>Findings</h2><p>A leak is a source video of an excluded test split that pre-training reads "
+                 "(exit status 1); a sentence shared with an excluded test split is listed under texts across "
+                 "splits, not counted as a leak.</p>" + _table(["finding", "count"], [[n.replace("_", " "), c]
                                                                       for n, c in counts.items()], "counts"))
     for name, (headers, rows) in tables.items():
         if rows:
             parts.append(f"<h3>{html.escape(name.replace('_', ' '))}</h3>" + _table(headers, rows, f"finding-{name}"))
     datasets = report["datasets"]
-    parts.append("<h2>Datasets</h2>" + _table(
+    hands_only = sum(d["hands_only_clips"] for d in datasets.values())
+    parts.append(f'<h2>Datasets</h2><p id="hands-only">Hands-only clips (body, face and mouth missing in every frame, '
+                 f"a hand detected: MediaPipe Hands landmarks, say): {hands_only} of {report['samples']} samples, a "
+                 "supported input, not a finding.</p>")
+    parts.append(_table(
         ["dataset", "adapter", "samples by split", "hours", "median s", *[f"missing {c.replace('_', ' ')}"
                                                                          for c in _MISSING_COLUMNS],
-         "duration outliers", "without signer"],
+         "hands-only clips", "duration outliers", "without signer"],
         [[name, d["adapter"], ", ".join(f"{s} {n}" for s, n in d["samples_by_split"].items()), d["hours"],
           d["seconds_percentiles"]["50"], *[f"{d['missing_frame_rate'][c]:.1%}" for c in _MISSING_COLUMNS],
-          len(d["duration_outliers"]), d["samples_without_signer"]] for name, d in datasets.items()], "datasets"))
+          f"{d['hands_only_clips']} ({d['hands_only_rate']:.1%})", len(d["duration_outliers"]),
+          d["samples_without_signer"]] for name, d in datasets.items()], "datasets"))
     parts.append('<h2>Missing parts</h2><figure id="figure-missing">' + plots["plot-missing"] + "</figure>")
     parts.append('<h2>Confidence of detected points</h2><figure id="figure-confidence">' + plots["plot-confidence"]
                  + "</figure>")

@@ -5,7 +5,7 @@
     slp-curate audit runs/sl15m [--out DIR] [--pretrain-config configs/pretrain/paper.yaml]   # exit 1: a leak
     slp-curate fixtures --out runs/fixtures     # the nine datasets in their release formats, small, + a config
     slp-curate synthetic --out runs/synthetic [num_glosses=40 num_signers=12 ...]
-    slp-curate render POSE_OR_SHARD --out runs/render/football [--key KEY] [--fps 25 --width 1280 --height 720]
+    slp-curate render POSE_OR_SHARD --out runs/render/football [--key KEY] [--video VIDEO.mp4] [--fps 25 ...]
     slp-curate export-pose SHARD.tar --key KEY --out runs/KEY.pose   # a shard sample as a 79-point .pose
 
 A mistake in what you give (a config, a file, an option) is one line naming it, exit status 2
@@ -18,10 +18,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from data_curation import extract
-from slp.cli_errors import ArgumentParser, UserError, file_problem, load_user_config, run_cli
+from slp.cli_errors import (
+    ArgumentParser,
+    UserError,
+    file_problem,
+    load_user_config,
+    output_folder_problem,
+    run_cli,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -52,17 +64,23 @@ def _build(args: argparse.Namespace) -> None:
 def _stats(args: argparse.Namespace) -> None:
     import pyarrow as pa
 
-    from data_curation.stats import format_table, write_stats
+    from data_curation.stats import MANIFEST_COLUMNS, format_table, write_stats
+    from slp.data.shards import check_parquet
 
     build_dir = Path(args.build)
     manifest = build_dir / "manifest.parquet" if build_dir.is_dir() else build_dir
-    problem = file_problem(manifest)
-    if problem is not None:
-        raise UserError(f"{manifest}: {problem}; no manifest.parquet (run slp-curate build first)")
+    if not manifest.exists():
+        raise UserError(f"{manifest}: no such file; no manifest.parquet (run slp-curate build first)")
+    try:
+        check_parquet(manifest, MANIFEST_COLUMNS)
+    except ValueError as exc:
+        raise UserError(f"{manifest}: not a curation manifest ({str(exc).removeprefix(f'{manifest}: ')})") from None
     out = Path(args.out) if args.out else manifest.parent
+    if problem := output_folder_problem(out):
+        raise UserError(f"--out: {problem}")
     try:
         stats = write_stats(manifest, out)
-    except (pa.ArrowException, KeyError) as exc:
+    except (pa.ArrowException, OSError) as exc:  # data pages that do not read (a file damaged past its footer)
         raise UserError(f"{manifest}: not a curation manifest ({' '.join(str(exc).split())})") from None
     print(format_table(stats))
     print(f"stats → {out / 'stats.json'}, duration histogram → {out / 'duration_histogram.png'}")
@@ -76,6 +94,8 @@ def _audit(args: argparse.Namespace) -> int:
         from pretrain.config import PretrainRunConfig
 
         data, source = load_user_config(PretrainRunConfig, args.pretrain_config).data, args.pretrain_config
+    if args.out and (problem := output_folder_problem(args.out)):
+        raise UserError(f"--out: {problem}")
     audit = audit_build(args.build, data, data_source=source)
     report = audit.report
     json_path, html_path = write_report(audit, args.out or args.build)
@@ -95,6 +115,8 @@ def _audit(args: argparse.Namespace) -> int:
 def _fixtures(args: argparse.Namespace) -> None:
     from data_curation.fixtures import write_fixture_datasets
 
+    if problem := output_folder_problem(args.out):
+        raise UserError(f"--out: {problem}")
     config = write_fixture_datasets(args.out, tuple(args.datasets) if args.datasets else None)
     print(f"fixtures under {args.out}; build them with:\n  slp-curate build --config {config}")
 
@@ -103,6 +125,8 @@ def _synthetic(args: argparse.Namespace) -> None:
     from slp.synthetic import SyntheticConfig, write_synthetic_corpus
 
     cfg = load_user_config(SyntheticConfig, args.config, args.overrides)
+    if problem := output_folder_problem(args.out):
+        raise UserError(f"--out: {problem}")
     summary = write_synthetic_corpus(args.out, cfg)
     print(f"{summary['samples']} synthetic samples in {len(summary['shards'])} shards under {args.out}")
     for name, count in summary["by_kind_and_split"].items():
@@ -127,9 +151,24 @@ def _shard_sample(path: Path, key: str | None):
     raise UserError(f"{path}: no valid sample{' ' + key if key else ''} in this shard{skipped}")
 
 
-def _load_render_input(args: argparse.Namespace):
-    """(pose (T, 79, 3) in shard coordinates, width, height, fps, name) from a pose file or a shard."""
+@dataclass
+class _RenderInput:
+    """What ``render`` draws: a pose ``(T, 79, 3)`` in shard coordinates, its frame size and fps, a name, the
+    source video a ``.pose`` records (``""``: none) and the frame of the source the pose starts at."""
+
+    pose: np.ndarray
+    width: int
+    height: int
+    fps: float
+    name: str
+    recorded_video: str = ""
+    start: int = 0
+
+
+def _load_render_input(args: argparse.Namespace) -> _RenderInput:
+    """The pose file or shard sample to render."""
     from slp.pose.readers import PoseFormatError, read_pose, to_shard_pose
+    from slp.render import recorded_video
 
     path = Path(args.input)
     if path.suffix == ".tar":
@@ -137,7 +176,7 @@ def _load_render_input(args: argparse.Namespace):
             raise UserError(f"{path}: {problem}")
         sample = _shard_sample(path, args.key)
         m = sample.meta
-        return sample.pose, m.width, m.height, m.fps, sample.key
+        return _RenderInput(sample.pose, m.width, m.height, m.fps, sample.key, start=m.frame_start)
     try:
         seq = read_pose(path, args.format, fps=args.fps, width=args.width, height=args.height,
                         allow_pickle=args.allow_pickle, key=args.key)
@@ -145,17 +184,42 @@ def _load_render_input(args: argparse.Namespace):
         raise UserError(str(exc)) from None
     if seq.num_frames == 0:
         raise UserError(f"{path}: holds no frame")
-    return to_shard_pose(seq), seq.width, seq.height, seq.fps, path.stem
+    video = recorded_video(path) if path.suffix.lower() == ".pose" else ""
+    return _RenderInput(to_shard_pose(seq), seq.width, seq.height, seq.fps, path.stem, video)
+
+
+def _render_video(args: argparse.Namespace, clip: _RenderInput) -> tuple[str | None, str]:
+    """(the video to draw on, None for a blank canvas; the words saying so in the printed line)."""
+    if args.video:
+        return args.video, f"on {args.video}"
+    if clip.recorded_video and Path(clip.recorded_video).is_file():
+        return clip.recorded_video, f"on {clip.recorded_video} (its source video)"
+    if clip.recorded_video:
+        return None, f"on a blank canvas (its source video {clip.recorded_video} is not there; give --video)"
+    return None, "on a blank canvas"
 
 
 def _render(args: argparse.Namespace) -> None:
-    from slp.render import render_animation, render_contact_sheet
+    from slp.render import VideoError, render_animation, render_contact_sheet
 
-    pose, width, height, fps, name = _load_render_input(args)
     out = Path(args.out)
-    animation = render_animation(pose, out.with_name(out.name + args.animation), width=width, height=height, fps=fps)
-    sheet = render_contact_sheet(pose, out.with_name(out.name + "_sheet.png"), width=width, height=height)
-    print(f"{name}: {len(pose)} frames → {animation}, {sheet}")
+    if problem := output_folder_problem(out.parent):
+        raise UserError(f"--out: {problem}")
+    if args.video_start is not None and args.video_start < 0:
+        raise UserError(f"--video-start {args.video_start}: must be 0 or more")
+    clip = _load_render_input(args)
+    video, where = _render_video(args, clip)
+    if args.video_start is not None and video is None:
+        raise UserError(f"--video-start {args.video_start}: there is no video to draw on (give --video)")
+    width, height = (None, None) if video else (clip.width, clip.height)  # on a video: the video's frame size
+    drawing = {"width": width, "height": height, "fps": clip.fps, "video": video,
+               "video_start": clip.start if args.video_start is None else args.video_start}
+    try:
+        animation = render_animation(clip.pose, out.with_name(out.name + args.animation), **drawing)
+        sheet = render_contact_sheet(clip.pose, out.with_name(out.name + "_sheet.png"), **drawing)
+    except VideoError as exc:
+        raise UserError(f"--video {exc}" if args.video else f"{exc} (the source video {args.input} records)") from None
+    print(f"{clip.name}: {len(clip.pose)} frames {where} → {animation}, {sheet}")
 
 
 def _export_pose(args: argparse.Namespace) -> None:
@@ -167,6 +231,8 @@ def _export_pose(args: argparse.Namespace) -> None:
         raise UserError(f"{path}: {problem}")
     if Path(args.out).is_dir():
         raise UserError(f"--out {args.out}: is a directory, not a file")
+    if problem := output_folder_problem(Path(args.out).parent):
+        raise UserError(f"--out: {problem}")
     sample = _shard_sample(path, args.key)
     m = sample.meta
     out = write_pose_79(args.out, sample.pose, m.fps, m.width, m.height)
@@ -217,6 +283,10 @@ def build_parser() -> ArgumentParser:
     ren.add_argument("--height", type=int, help="frame height, for files that do not record it")
     ren.add_argument("--allow-pickle", action="store_true", help="read SLRT pickles (they can run code)")
     ren.add_argument("--animation", choices=[".gif", ".mp4"], default=".gif")
+    ren.add_argument("--video", help="draw on the frames of this video (default: the source video a .pose of "
+                                     "slp-curate extract records, when it is there; else a blank canvas)")
+    ren.add_argument("--video-start", type=int, help="the video frame the pose starts at (default: a shard "
+                                                     "sample's frame_start, else 0)")
     ren.set_defaults(run=_render)
 
     exp = sub.add_parser("export-pose", help="write a shard sample as a pose-format .pose (79 named points, pixels)")

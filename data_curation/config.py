@@ -2,7 +2,8 @@
 
 Each entry of ``datasets`` is named by its mapping key, and that name is the dataset of every sample it gives
 (the ``dataset`` field, the key prefix, the summary's rows); ``adapter`` names the reader of its annotations. Two
-entries may share an adapter (two releases of Phoenix-2014-T, say) and still give distinct keys.
+entries may share an adapter (two releases of Phoenix-2014-T, say) and still give distinct keys. An entry with
+``enabled: false`` is left out of the build as if it were not there.
 
 Enumerated fields are ``Literal`` types, so :func:`slp.config.load_config` refuses a value outside them when the
 file is loaded; :func:`check_config` holds a config built in code to the same types, and checks what types cannot
@@ -20,7 +21,7 @@ from slp.cli_errors import UserError, file_problem, folder_problem
 from slp.config import ConfigError, from_dict, to_dict
 from slp.data.schema import SPLITS
 
-PoseFormat = Literal["auto", "pose", "mmpose_json", "npy", "npz", "openpose_json", "pickle"]
+PoseFormat = Literal["auto", "pose", "mmpose_json", "npy", "npz", "openpose_json", "asl_signs_parquet", "pickle"]
 Split = Literal["train", "dev", "test"]  # a Literal for load_config and type checkers: the shard schema's SPLITS
 if typing.get_args(Split) != SPLITS:
     raise AssertionError(f"config Split {typing.get_args(Split)} differs from the shard schema's SPLITS {SPLITS}")
@@ -49,6 +50,9 @@ class DatasetConfig:
     text_language: TextLanguage = ""  # overrides the adapter's default text language when set
     extra_hands: PoseSourceConfig | None = None  # second hand-pose source (InterWild-style), optional
     options: dict[str, Any] = field(default_factory=dict)  # adapter-specific (vocabulary file, subset…)
+    # false: the entry is skipped (its roots not checked, its adapter not opened), so a config can list a source
+    # that only some labs have (datasets.<name>.enabled=true turns it on)
+    enabled: bool = True
 
 
 @dataclass
@@ -100,6 +104,8 @@ def check_config(cfg: CurateConfig, source: str = "curate config") -> None:
     _check(cfg.max_frames == 0 or cfg.max_frames >= cfg.min_frames, f"{source}: max_frames",
            f"must be 0 (no limit) or >= min_frames ({cfg.min_frames}), got {cfg.max_frames}")
     for name, dataset in cfg.datasets.items():
+        if not dataset.enabled:
+            continue
         where = f"{source}: datasets.{name}"
         problem = folder_problem(dataset.annotation_root)
         _check(problem is None, f"{where}.annotation_root", f"{dataset.annotation_root}: {problem}")

@@ -69,7 +69,8 @@ Per-record checks, in order. Rejects (the record is not written):
 ``too_many_frames``                   more than ``max_frames`` frames (when ``max_frames`` > 0)
 ``no_detections``                     no kept point is detected in any frame of the clip: an all-NaN array,
                                       every confidence <= 0, an MMPose file without instances, every point far
-                                      outside the frame, or a file holding no frame
+                                      outside the frame (the detail says so, and that the frame size or the
+                                      coordinate units are to be checked), or a file holding no frame
 ``invalid_sample``                    the sample breaks the shard schema (:func:`slp.data.schema.validate_sample`)
 ``processing_error``                  an unexpected exception: a bug. The detail is its one-line message, the
                                       traceback is in ``errors.log``; one odd file does not stop a long build
@@ -121,7 +122,7 @@ from tqdm import tqdm
 from data_curation.adapters import DatasetAdapter, get_adapter
 from data_curation.config import CurateConfig, DatasetConfig, PoseSourceConfig, check_config
 from data_curation.records import AnnotationReject, CurationRecord
-from slp.cli_errors import UserError, file_problem
+from slp.cli_errors import UserError, file_problem, folder_problem
 from slp.data.schema import InvalidSample, Sample, SampleMeta, make_key, validate_sample
 from slp.data.shards import (
     MANIFEST_SCHEMA,
@@ -141,6 +142,7 @@ from slp.pose.readers import (
     read_pose,
     shard_pose_and_outside,
 )
+from slp.threads import set_process_threads
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +218,13 @@ def sidecar_name(index: int) -> str:
 
 
 def open_adapters(cfg: CurateConfig) -> dict[str, DatasetAdapter]:
-    """Every dataset entry's adapter, opened now: an unknown adapter or a bad option is a
+    """Every enabled dataset entry's adapter, opened now: an unknown adapter or a bad option is a
     :class:`~slp.cli_errors.UserError` naming the entry, before any record is read (the annotation roots are
     checked with the config, :func:`~data_curation.config.check_config`)."""
     adapters = {}
     for name, dataset in cfg.datasets.items():
+        if not dataset.enabled:
+            continue
         try:
             adapter_class = get_adapter(dataset.adapter)
         except UserError as exc:
@@ -411,6 +415,11 @@ def curate_record(name: str, record: CurationRecord, settings: ProcessSettings) 
                                               f"{OUTSIDE_MARGIN:.0%} of the {seq.width}x{seq.height} frame outside "
                                               f"it, made missing"))
     if not (pose[..., 2] > 0).any():
+        if outside:  # every detected point was made missing for lying outside: a wrong frame size or unit
+            raise RecordRejected("no_detections", f"{seq.source}: all {outside} detected points in frames [{start}, "
+                                                  f"{end}) lie outside the {seq.width}x{seq.height} frame "
+                                                  f"(points_outside_frame): check the frame size or the coordinate "
+                                                  f"units")
         raise RecordRejected("no_detections", f"{seq.source}: no kept point is detected in frames [{start}, {end})")
     meta = SampleMeta(
         dataset=name, split=record.split, sign_language=record.sign_language, text_language=record.text_language,
@@ -500,9 +509,9 @@ def _finished(job: Job, output: Path) -> bool:
         return False
     try:
         sidecar = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON (ValueError): not this build's, redo the job
         return False
-    if sidecar.get("fingerprint") != job.fingerprint:
+    if not isinstance(sidecar, dict) or sidecar.get("fingerprint") != job.fingerprint:
         return False
     if any(row["reason"] == "processing_error" for row in sidecar["rejects"]):
         return False
@@ -526,7 +535,8 @@ def _remove_stale(output: Path, num_jobs: int, shards_in_use: set[str]) -> int:
             path.unlink()
             removed += 1
     for path in sorted((output / "parts").glob(f"{SHARD_PREFIX}-*.json")):
-        if int(path.stem.rsplit("-", 1)[1]) >= num_jobs:
+        index = path.stem.rsplit("-", 1)[1]
+        if index.isdigit() and int(index) >= num_jobs:  # not a number: no sidecar of ours (a user's copy), kept
             path.unlink()
             removed += 1
     return removed
@@ -545,7 +555,8 @@ def _run_jobs(jobs: Iterator[Job], output: Path, settings: ProcessSettings, work
         return
     # Spawned workers import the library afresh (no forked torch / thread state); 2 × workers jobs in flight
     # keep them busy while the main process reads ahead, without reading the whole input.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=set_process_threads,
+                             initargs=(workers,)) as pool:
         pending: deque[tuple[Job, Future | None]] = deque()
 
         def drain_one() -> tuple[Job, bool]:
@@ -571,6 +582,9 @@ def build(cfg: CurateConfig, records: Iterable[Item] | None = None, *, source: s
     check_config(cfg, source)
     items = iter_config_records(cfg) if records is None else iter(records)
     output = Path(cfg.output)
+    for folder in (output / "shards", output / "parts"):
+        if (problem := folder_problem(folder)) not in (None, "no such folder"):
+            raise UserError(f"{source}: output: {folder}: {problem} (the build writes its {folder.name} there)")
     (output / "shards").mkdir(parents=True, exist_ok=True)
     (output / "parts").mkdir(parents=True, exist_ok=True)
     _remove_temporaries(output)

@@ -19,7 +19,8 @@ from slp.data.schema import SIGN_LANGUAGES
 from slp.data.shards import write_summary
 from slp.synthetic.corpus import DATASET as SYNTHETIC
 
-_COLUMNS = ["dataset", "sign_language", "frames", "fps", "paired", "text"]
+#: The manifest columns the statistics read (and "adapter" where the manifest has it).
+MANIFEST_COLUMNS = ["dataset", "sign_language", "frames", "fps", "paired", "text"]
 
 
 def source_kinds() -> dict[str, str]:
@@ -34,7 +35,7 @@ def source_kinds() -> dict[str, str]:
 def manifest_stats(manifest: str | Path) -> dict[str, Any]:
     """Table II per sign language (and in total) and clip duration percentiles, from ``manifest.parquet``."""
     # A curated manifest names each sample's adapter (entries may be renamed); another one only its dataset.
-    columns = _COLUMNS + (["adapter"] if "adapter" in pq.read_schema(manifest).names else [])
+    columns = MANIFEST_COLUMNS + (["adapter"] if "adapter" in pq.read_schema(manifest).names else [])
     table = pq.read_table(manifest, columns=columns)
     adapter_column = table["adapter" if "adapter" in columns else "dataset"]
     seconds = pc.divide(pc.cast(table["frames"], "float64"), pc.cast(table["fps"], "float64"))

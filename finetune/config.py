@@ -9,10 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from slp.models.heatmap import HeatmapConfig
-from slp.models.sign_encoder import SignEncoderConfig
-from slp.models.stepnet import StepNetConfig
-from slp.text.mbart import DEFAULT_TEXT_ENCODER
+# From the torch-free configuration module, so that loading and checking this config imports no model code.
+from slp.models.configuration import DEFAULT_TEXT_ENCODER, HeatmapConfig, SignEncoderConfig, StepNetConfig
 
 
 @dataclass

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -38,10 +39,11 @@ from tqdm import tqdm
 from finetune.export import FinetunedModel
 from slp.cli_errors import UserError, file_problem, read_user_text
 from slp.data.schema import MBART_LANGUAGE_CODES, Sample, SampleMeta
-from slp.data.shards import iter_samples
+from slp.data.shards import ReadStats, iter_samples
 from slp.extract.pipeline import VIDEO_SUFFIXES
 from slp.pose.export import read_pose_79
 from slp.pose.readers import PoseFormatError, UnsupportedLayout, read_pose, to_shard_pose
+from slp.render import VideoError, recorded_video, render_animation
 
 SHARD_SUFFIX = ".tar"
 LIST_SUFFIXES = (".txt", ".list")
@@ -75,7 +77,7 @@ class PredictInput:
 @dataclass
 class Clip:
     """A pose sequence to predict on, as a shard holds it: ``pose`` ``(T, 79, 3)``, x / width, y / height,
-    confidence."""
+    confidence; ``video``: the video its points come from, when it is known and there (renders draw on it)."""
 
     name: str
     pose: np.ndarray
@@ -83,6 +85,7 @@ class Clip:
     width: int
     height: int
     estimator: str = ""
+    video: str = ""
 
     def describe(self) -> dict[str, Any]:
         return {"input": self.name, "frames": int(len(self.pose)), "fps": self.fps, "width": self.width,
@@ -96,13 +99,30 @@ def input_kind(path: str | Path, pose_format: str = "auto") -> str:
     return "video" if suffix in VIDEO_SUFFIXES else "shard" if suffix == SHARD_SUFFIX else "pose"
 
 
-def _shard_inputs(path: str) -> list[PredictInput]:
+def read_shard(path: str) -> tuple[list[Sample], list[InputError]]:
+    """The samples of shard ``path`` and one :class:`InputError` for each part the reader skipped (a malformed
+    sample, the rest of a truncated or corrupt shard). The reader's own log line of each is left out: here each
+    is an input that failed, reported and counted as such."""
+    stats = ReadStats()
+    reader_log = logging.getLogger(iter_samples.__module__)
+    disabled, reader_log.disabled = reader_log.disabled, True
+    try:
+        samples = list(iter_samples([path], stats))
+    finally:
+        reader_log.disabled = disabled
+    skipped = [InputError(f"{path}:{e['key']}" if e["key"] else path,
+                          f"{path}: {e['key'] or 'the rest of the shard'} skipped: {e['reason']}")
+               for e in stats.errors]
+    return samples, skipped
+
+
+def _shard_inputs(path: str) -> list[PredictInput | InputError]:
     if problem := file_problem(path):
         raise InputError(path, f"{path}: {problem}")
-    samples = list(iter_samples([path]))
-    if not samples:
-        raise InputError(path, f"{path}: no readable sample in this shard")
-    return [PredictInput(path, "shard", s.key, s) for s in samples]
+    samples, skipped = read_shard(path)
+    if not samples and not skipped:
+        raise InputError(path, f"{path}: no sample in this shard")
+    return [*(PredictInput(path, "shard", s.key, s) for s in samples), *skipped]
 
 
 def expand_inputs(paths: list[str], key: str | None = None, pose_format: str = "auto"
@@ -112,7 +132,8 @@ def expand_inputs(paths: list[str], key: str | None = None, pose_format: str = "
     (``.txt``, ``.list``) for the paths it lists (one a line, relative to its folder; blank lines and ``#``
     comments skipped); a shard with ``key`` for that sample, without for every sample. With ``pose_format``
     ``openpose_json`` a folder is one OpenPose sequence. An input that cannot even be listed (a shard that does
-    not read) is an :class:`InputError` in its place. Raises :class:`UserError` for a path that does not exist."""
+    not read), and each part of a shard that the reader skips, is an :class:`InputError` in its place. Raises
+    :class:`UserError` for a path that does not exist."""
     items: list[PredictInput | InputError] = []
     batch = len(paths) > 1
     for raw in paths:
@@ -203,23 +224,30 @@ def _shard_clip(item: PredictInput) -> Clip:
     if sample is None:
         if problem := file_problem(item.path):
             raise InputError(item.name, f"{item.path}: {problem}")
-        sample = next((s for s in iter_samples([item.path]) if s.key == item.key), None)
+        samples, skipped = read_shard(item.path)
+        sample = next((s for s in samples if s.key == item.key), None)
         if sample is None:
-            raise InputError(item.name, f"{item.path}: no sample {item.key!r} in this shard")
+            damage = next((str(e).removeprefix(f"{item.path}: ") for e in skipped if e.name in (item.name, item.path)),
+                          None)
+            raise InputError(item.name, f"{item.path}: no sample {item.key!r} in this shard"
+                                        + (f" (damaged: {damage})" if damage else ""))
     m = sample.meta
     return Clip(item.name, sample.pose, m.fps, m.width, m.height, m.pose_estimator)
 
 
 def load_clip(item: PredictInput, *, videos: VideoPoses | None = None, pose_format: str = "auto",
               fps: float | None = None, width: int | None = None, height: int | None = None) -> Clip:
-    """The clip of one input (``videos`` extracts videos); :class:`InputError` when it cannot be had."""
+    """The clip of one input (``videos`` extracts videos); :class:`InputError` when it cannot be had. A video's
+    clip, and a ``.pose`` file's whose source video (:func:`slp.render.recorded_video`) is there, knows its video."""
     if item.kind == "shard":
         return _shard_clip(item)
     if item.kind == "video":
         if videos is None:
             raise InputError(item.name, f"{item.path}: a video needs a pose estimator (--backend)")
-        return read_pose_clip(videos(item.path), item.name)
-    return read_pose_clip(item.path, item.name, pose_format=pose_format, fps=fps, width=width, height=height)
+        return dataclasses.replace(read_pose_clip(videos(item.path), item.name), video=item.path)
+    clip = read_pose_clip(item.path, item.name, pose_format=pose_format, fps=fps, width=width, height=height)
+    video = recorded_video(item.path) if Path(item.path).suffix.lower() == ".pose" else ""
+    return dataclasses.replace(clip, video=video) if video and Path(video).is_file() else clip
 
 
 def _check_clip(clip: Clip) -> Clip:
@@ -380,13 +408,15 @@ def describe(task: str, prediction: dict[str, Any]) -> str:
 
 
 def render_prediction(clip: Clip, text: str, out_path: str | Path, max_side: int = 480) -> Path:
-    """A GIF / MP4 of the clip's pose with ``text`` as the caption, its longer side at most ``max_side`` pixels."""
-    from slp.render import render_animation
-
+    """A GIF / MP4 of the clip's pose with ``text`` as the caption, on the frames of the clip's video when it has
+    one, its longer side at most ``max_side`` pixels. Raises :class:`InputError` when the video does not read."""
     scale = min(1.0, max_side / max(clip.width, clip.height))
-    return render_animation(np.asarray(clip.pose, dtype=np.float32), out_path,
-                            width=max(1, round(clip.width * scale)), height=max(1, round(clip.height * scale)),
-                            fps=clip.fps, caption=text)
+    try:
+        return render_animation(np.asarray(clip.pose, dtype=np.float32), out_path,
+                                width=max(1, round(clip.width * scale)), height=max(1, round(clip.height * scale)),
+                                fps=clip.fps, caption=text, video=clip.video or None)
+    except VideoError as exc:
+        raise InputError(clip.name, f"{clip.name}: cannot render on its video: {exc}") from None
 
 
 def run_predictions(predictor: Predictor, items: list[PredictInput | InputError], load: Callable[[PredictInput], Clip],
@@ -397,7 +427,8 @@ def run_predictions(predictor: Predictor, items: list[PredictInput | InputError]
     summary: counts that reconcile (``inputs`` = ``predicted`` + ``failed``), one record per prediction (the clip's
     frames, fps, frame size and estimator, the prediction, the render) and one per failed input (``errors``, each
     also passed to ``report`` as it happens). ``load`` reads an input (:func:`load_clip`); ``render`` names the
-    animation of an input (None: none). Retrieval with ``query`` ranks the clips for that sentence (records in rank
+    animation of an input (None: none), drawn on the clip's video when it knows one (``render_video``; a video
+    that does not read fails the input). Retrieval with ``query`` ranks the clips for that sentence (records in rank
     order) instead of ranking the predictor's sentences for each clip."""
     start = time.time()
     records: list[dict[str, Any]] = []
@@ -417,7 +448,13 @@ def run_predictions(predictor: Predictor, items: list[PredictInput | InputError]
         record = {**clip.describe(), **prediction}
         path = render(item) if render is not None else None
         if path is not None:
-            record["render"] = str(render_prediction(clip, caption(predictor.task, prediction), path))
+            try:
+                record["render"] = str(render_prediction(clip, caption(predictor.task, prediction), path))
+            except InputError as exc:  # its video does not read: the input fails, with that reason
+                fail(exc.name, str(exc))
+                return
+            if clip.video:
+                record["render_video"] = clip.video
         records.append(record)
 
     def flush() -> None:

@@ -35,7 +35,7 @@ from finetune.tasks import register_task
 from slp.cli_errors import UserError
 from slp.data.schema import Sample
 from slp.metrics import retrieval_metrics
-from slp.models.alignment import ALIGNMENT_WEIGHTS_NAME, AlignmentConfig, SignTextAlignment
+from slp.models.alignment import ALIGNMENT_WEIGHTS_NAME, AlignmentConfig, SignTextAlignment, same_text_model
 from slp.models.sign_encoder import SignPoseEncoder
 from slp.text import FrozenTextEncoder, MBartTextTokenizer
 
@@ -98,7 +98,8 @@ class RetrievalHead(nn.Module):
         Its input widths must be this head's (the encoder's output, the text encoder's d_model) and its d_e, pooling
         window and similarity those of ``retrieval.*``; a config that says otherwise is refused with the settings
         that fit. ``retrieval.temperature`` is only where a fresh τ starts: the learnt τ replaces it. The text
-        model is recorded by name, which a moved folder changes, so a different name is reported, not refused.
+        model is recorded by name (a local one copied into the export), which a moved folder changes, so a different
+        text model is reported, not refused.
         """
         found = SignTextAlignment.from_pretrained(name_or_path)
         if found is None:
@@ -120,7 +121,7 @@ class RetrievalHead(nn.Module):
             raise UserError(f"{where} has {pretrained}, the config {configured}: set {pretrained} to start from it "
                             f"(an encoder folder without {ALIGNMENT_WEIGHTS_NAME} starts the projectors fresh)")
         mine.load_state_dict(saved.state_dict())
-        text_note = ("" if pretrained_text_model == self.text_model else
+        text_note = ("" if same_text_model(pretrained_text_model, self.text_model) else
                      f" (trained on features of {pretrained_text_model}, this run reads {self.text_model})")
         return ["alignment.sign_projector", "alignment.text_projector" + text_note,
                 f"alignment.temperature (τ {mine.temperature().item():.4g})"]

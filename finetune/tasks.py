@@ -7,7 +7,9 @@ A head module decorates its ``build_head`` with ``@register_task("name")``; the 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
+import re
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -35,6 +37,23 @@ def registered_tasks() -> dict[str, ModuleType]:
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"finetune.{module.name}")
     return dict(sorted(TASKS.items()))
+
+
+#: How a head module registers its task (see :func:`register_task`), as written in its source.
+_REGISTRATION = re.compile(r"""^@register_task\(\s*["']([^"']+)["']\s*\)""", re.MULTILINE)
+
+
+def task_names() -> list[str]:
+    """The registered tasks' names, sorted, read from the ``@register_task("name")`` lines of the package's modules
+    without importing them (they load torch and transformers): what a command line lists and checks before it
+    loads anything. ``tests/test_cli_first_hour.py`` checks that they are :func:`registered_tasks`' names."""
+    package = importlib.util.find_spec("finetune")
+    names = set()
+    for module in pkgutil.iter_modules(package.submodule_search_locations):
+        source = importlib.util.find_spec(f"finetune.{module.name}").origin
+        with open(source, encoding="utf-8") as f:
+            names.update(_REGISTRATION.findall(f.read()))
+    return sorted(names)
 
 
 def task_module(name: str) -> ModuleType:

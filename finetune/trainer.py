@@ -42,6 +42,7 @@ Rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -57,15 +58,23 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 from transformers import get_scheduler
 
-from finetune.checkpoint import load_head_weights, read_head_record, save_head
+from finetune.checkpoint import HEAD_STATE, load_head_weights, read_head_record, rebuilding_from, save_head
 from finetune.config import FinetuneConfig, FinetuneOptimConfig
 from finetune.data import load_split
-from finetune.export import WEIGHTS_NAME, head_folder, load_finetuned, save_finetuned, training_card_data
+from finetune.export import (
+    WEIGHTS_NAME,
+    head_folder,
+    load_finetuned,
+    save_finetuned,
+    training_card_data,
+    vocabulary_mismatch,
+)
 from finetune.tasks import task_module
 from slp.cli_errors import UserError
 from slp.data.schema import Sample
 from slp.data.shards import write_summary
 from slp.models.sign_encoder import SignPoseEncoder
+from slp.threads import local_ranks, threads_per_process, torch_threads
 
 BEST = "best.safetensors"
 MODEL_DIR = "model"  # the self-contained head folder a training run ends with (finetune.export)
@@ -139,13 +148,26 @@ def _improved(value: float, best: float | None, higher_is_better: bool) -> bool:
     return best is None or (value > best if higher_is_better else value < best)
 
 
-def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str | None = None) -> dict:
+def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str | None = None, *,
+             allow_vocabulary_mismatch: bool = False) -> dict:
     """Fine-tune (or, with ``checkpoint``, only evaluate) the head of ``cfg.task``; returns the metrics written.
 
     ``checkpoint`` is a ``best.safetensors`` (with its ``head.json``), rebuilt from ``cfg`` and ``pretrained``, or a
     head folder (:mod:`finetune.export`), whose own config and encoder make the head: ``cfg`` then gives the data,
     the batch size, the precision and the output only. A training run ends by writing ``<output>/model``, the head
-    folder of its best checkpoint."""
+    folder of its best checkpoint.
+
+    On CPU the run takes its share of the cores (:mod:`slp.threads`): this node's ranks and each rank's DataLoader
+    workers are the processes that share them. The caller's thread count is restored afterwards."""
+    threads = torch.get_num_threads()
+    if not torch.cuda.is_available():
+        threads = threads_per_process(local_ranks() * (1 + cfg.data.num_workers))
+    with torch_threads(threads):
+        return _run_task(cfg, pretrained, checkpoint, allow_vocabulary_mismatch)
+
+
+def _run_task(cfg: FinetuneConfig, pretrained: str | None, checkpoint: str | None,
+              allow_vocabulary_mismatch: bool) -> dict:
     task = task_module(cfg.task)
     # Heads use all their parameters in every step; DDP then needs no search for unused ones.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
@@ -168,11 +190,17 @@ def run_task(cfg: FinetuneConfig, pretrained: str | None = None, checkpoint: str
     dev = load_split(data.shards, data.dataset, data.dev_split, task.keep, data.labels)
     test = load_split(data.shards, data.dataset, data.test_split, task.keep, data.labels)
     train = [] if checkpoint else load_split(data.shards, data.dataset, data.train_split, task.keep, data.labels)
+    # An ISLR head of another vocabulary would score these labels as its own classes: refused unless asked for.
+    if record and not allow_vocabulary_mismatch and (
+            problem := vocabulary_mismatch(record, Path(checkpoint).with_name(HEAD_STATE), dev + test)):
+        raise UserError(f"{problem} (--allow-vocabulary-mismatch evaluates it anyway)")
     if folder is not None:
         model = load_finetuned(folder).head
     else:
         try:
-            model = task.build_head(cfg, build_encoder(cfg, pretrained), train, record["head"] if record else None)
+            encoder = build_encoder(cfg, pretrained)
+            with rebuilding_from(Path(checkpoint).with_name(HEAD_STATE)) if record else contextlib.nullcontext():
+                model = task.build_head(cfg, encoder, train, record["head"] if record else None)
         except ValueError as exc:  # a head refuses options that do not go together: the user's config, one line
             raise UserError(f"--task {cfg.task}: {exc}") from None
     if pretrained and not checkpoint:  # (a checkpoint replaces every weight)

@@ -20,9 +20,12 @@ from slp.models.pretraining import PretrainingModel
 from slp.text import FrozenTextEncoder
 
 
-def pretrain_on_one_device(cfg: PretrainRunConfig, steps: int, device: torch.device | str = "cpu"
-                           ) -> PretrainingModel:
-    """``steps`` optimiser steps of ``cfg`` on ``device``; returns the trained model (on ``device``)."""
+def pretrain_on_one_device(cfg: PretrainRunConfig, steps: int, device: torch.device | str = "cpu",
+                           losses: list[dict[str, float]] | None = None) -> PretrainingModel:
+    """``steps`` optimiser steps of ``cfg`` on ``device``; returns the trained model (on ``device``).
+
+    ``losses``, when given, gets each step's ``{"loss_pr": L_PR, "loss_stc": L_STC}`` appended (0 for an objective
+    that is off). Reading them makes each step wait for the device, hence only when asked for."""
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     model = PretrainingModel(cfg.model, cfg.loss).to(device)
@@ -36,10 +39,12 @@ def pretrain_on_one_device(cfg: PretrainRunConfig, steps: int, device: torch.dev
     for batch in tqdm(itertools.islice(loader, steps), total=steps, desc="pre-training", unit="step", leave=False):
         with torch.no_grad():
             text = text_encoder(batch.input_ids.to(device), batch.text_mask.to(device))
-        loss = model(batch.pose.to(device), batch.frame_mask.to(device), batch.joint_mask.to(device), text,
-                     batch.text_mask.to(device), batch.paired.to(device))["loss"]
+        out = model(batch.pose.to(device), batch.frame_mask.to(device), batch.joint_mask.to(device), text,
+                    batch.text_mask.to(device), batch.paired.to(device))
+        if losses is not None:
+            losses.append({"loss_pr": out["loss_pr"].item(), "loss_stc": out["loss_stc"].item()})
         optimizer.zero_grad()
-        loss.backward()
+        out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         optimizer.step()
         scheduler.step()

@@ -54,6 +54,13 @@ def encoder_card(cfg: PretrainRunConfig) -> dict:
                                  lambda row: selected(cfg.data, row["dataset"], row["split"], row["key"]))
 
 
+def export_figures(step: int, steps: int, world: int, resumed_from: int, last: dict) -> dict:
+    """The run's figures an export's model card states (:func:`slp.models.model_card.pretraining_section`): the steps
+    done of ``steps``, the world size, the step resumed from and the ``last`` step's global losses, τ and lr."""
+    return {"steps": step, "total_steps": steps, "world_size": world, "resumed_from": resumed_from,
+            "final": dict(last)}
+
+
 def total_steps(cfg: PretrainRunConfig, world_size: int) -> int:
     if cfg.optim.max_steps > 0:
         return cfg.optim.max_steps
@@ -233,19 +240,21 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
                 writer.add_scalar("train/samples_per_s", rate, step)
         stop = bool(stop_requested(engine.device))
         if step % cfg.checkpoint.every_steps == 0 or stop:
-            save_checkpoint(engine, out, step, rank, model, loader, export)
+            save_checkpoint(engine, out, step, rank, model, loader,
+                            {**export, "pretraining": export_figures(step, steps, world, start, last)})
             if rank == 0:
                 prune_checkpoints(out, cfg.checkpoint.keep)
         if stop:
             break
     bar.close()
+    figures = export_figures(step, steps, world, start, last)
     summary = {
-        "steps": step, "total_steps": steps, "stopped_early": step < steps, "resumed_from": start,
-        "samples": samples, "samples_per_s": samples / max(time.time() - began, 1e-9),
-        "seconds": time.time() - began, "world_size": world, "final": last, "config": asdict(cfg),
+        **figures, "stopped_early": step < steps, "samples": samples,
+        "samples_per_s": samples / max(time.time() - began, 1e-9), "seconds": time.time() - began,
+        "config": asdict(cfg),
     }
     if rank == 0:
-        model.save_pretrained(out / "encoder", **export)
+        model.save_pretrained(out / "encoder", **export, pretraining=figures)
         write_summary(out / "summary.json", summary)
         writer.close()
         log.close()

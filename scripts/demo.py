@@ -5,9 +5,9 @@ The procedural synthetic signer corpus written as shards; the nine curation sour
 and loaded through the real ``from_pretrained`` path; the real sample poses of ``../shared/realdata`` (when that
 folder is beside the checkout) converted to the 79-point shard format; one real and one synthetic sample
 rendered; the ``tiny`` encoder pre-trained with DeepSpeed on 2 local ranks and exported; ISLR fine-tuned from it
-with its metrics table and its self-contained head folder; ``slp-predict`` with that folder on the real FOOTBALL pose
-file (a synthetic test sample without the real data). Prints what it did, writes ``<out>/demo_summary.json`` and ends
-with the prediction.
+with its metrics table and its self-contained head folder; ``slp-predict`` with that folder on the real FOOTBALL.mp4
+through MediaPipe, its GIF drawn on the video's frames (the MMPose pose without MediaPipe's venv, a synthetic test
+sample without the real data). Prints what it did, writes ``<out>/demo_summary.json`` and ends with the prediction.
 """
 
 from __future__ import annotations
@@ -97,8 +97,15 @@ def extract_real_video(realdata: Path, out: Path) -> dict:
 def predict_example(realdata: Path, out: Path, model: Path) -> dict:
     """``slp-predict`` with the fine-tuned head folder on the real FOOTBALL ``.pose`` (a synthetic test sample of the
     shards without the real data), with its JSON and captioned GIF; returns where they are and the printed line."""
+    from slp.extract.backends import find_mediapipe_python
+
+    video = realdata / "videos" / "FOOTBALL.mp4"
     football = realdata / "poses" / "FOOTBALL.mmpose_wholebody133.pose"
-    if football.is_file():
+    if video.is_file() and find_mediapipe_python() is not None:
+        target = [str(video), "--backend", "mediapipe"]
+        print("   the real FOOTBALL.mp4 through MediaPipe, rendered on its own frames: the head knows only the "
+              "synthetic corpus's glosses")
+    elif football.is_file():
         target = [str(football)]
         print("   the real FOOTBALL pose (MMPose): the head knows only the synthetic corpus's glosses")
     else:
@@ -164,11 +171,14 @@ def main() -> None:
         summary["real"] = real_samples(realdata, out)
         football = next(iter_samples([summary["real"]["shard"]]))
         m = football.meta
+        # On the video's own frames when it is there, so the points can be checked against the signer.
+        video = realdata / "videos" / "FOOTBALL.mp4"
+        on_video = {"video": video, "fps": m.fps} if video.is_file() else {}
         renders["real"] = [
             str(render_animation(football.pose, out / "render" / "football.gif", width=m.width, height=m.height,
-                                 fps=m.fps)),
+                                 fps=m.fps, video=on_video.get("video"))),
             str(render_contact_sheet(football.pose, out / "render" / "football_sheet.png", width=m.width,
-                                     height=m.height)),
+                                     height=m.height, **on_video)),
         ]
         print(f"   real samples: {summary['real']}")
     else:
@@ -210,7 +220,7 @@ def main() -> None:
     summary["finetune_islr"] = {"dev": islr["dev"], "test": islr["test"], "checkpoint": islr["checkpoint"],
                                 "model": islr["model"]}
 
-    print("== 6. slp-predict: the ISLR head folder on a pose file it has never seen")
+    print("== 6. slp-predict: the ISLR head folder on a clip it has never seen")
     summary["predict"] = predict_example(realdata, out, Path(islr["model"]))
 
     summary["seconds"] = round(time.time() - start, 1)

@@ -16,10 +16,12 @@ A command raises :class:`UserError` where it detects a user error and wraps its 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -69,13 +71,44 @@ def folder_problem(path: str | Path) -> str | None:
     return "no such folder" if not path.exists() else "is a file, not a folder"
 
 
+def output_folder_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be an output folder, None when it can: a missing one is created in the nearest folder
+    above it that exists, which must be a folder this user may write. The reason names that path
+    ("<path>: is a file, not a folder")."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        return f"{existing}: is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing}: permission denied (the folder may not be written)"
+    return None
+
+
 def read_user_text(path: str | Path, owner: str = "") -> str:
     """The text of a file the user named (UTF-8, a BOM dropped); bytes that are not UTF-8 are a
-    :class:`UserError` naming the file (after ``owner: `` when given) and where the first bad byte is."""
+    :class:`UserError` naming the file (after ``owner: `` when given) and where the first bad byte is, and so is a
+    file that is missing, a folder or unreadable."""
+    prefix = f"{owner}: " if owner else ""
+    if problem := file_problem(path):
+        raise UserError(f"{prefix}{path}: {problem}")
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, exc, owner) from None
+    except OSError as exc:  # permissions, I/O errors
+        raise UserError(f"{prefix}{path}: {exc.strerror or exc}") from None
+
+
+def read_user_json(path: str | Path, owner: str = "") -> Any:
+    """The JSON value of a file the user named or gave (:func:`read_user_text`'s checks, then the JSON's): a file
+    that is not JSON, a truncated copy say, is a :class:`UserError` naming it with the line and column where the
+    JSON stops making sense."""
+    text = read_user_text(path, owner)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{f'{owner}: ' if owner else ''}{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}; "
+                        f"truncated?)") from None
 
 
 def _not_utf8(path: str | Path, exc: UnicodeDecodeError, owner: str = "") -> UserError:

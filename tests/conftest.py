@@ -1,16 +1,123 @@
-"""Shared fixtures: the real-data folder (skipped when absent) and the tiny local mBART stand-in."""
+"""Shared fixtures: the real-data folder (skipped when absent), the tiny local mBART stand-in, and a guard that no
+test leaves process-wide state behind for the tests after it."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
+from tests.margins import LEARNING_SEED, LEARNING_THREADS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("SLP_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
+
+
+#: Variables that are not a test's doing: pytest's own (the running test and phase), and those libraries set once
+#: when they are first imported, to the same value whichever test imports them (torch's inductor cache folder and
+#: NVML check on importing deepspeed, Ray's client mode).
+NOT_A_TESTS_STATE = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR", "PYTORCH_NVML_BASED_CUDA_CHECK",
+                     "RAY_CLIENT_MODE"}
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    """What one test can change for every later test of the same process (the suite runs in random order)."""
+
+    torch_threads: int
+    default_dtype: object
+    deterministic: bool
+    cwd: str
+    environment: tuple
+    root_log_level: int
+    distributed: bool
+
+    @classmethod
+    def now(cls) -> ProcessState:
+        import torch
+
+        return cls(torch.get_num_threads(), torch.get_default_dtype(), torch.are_deterministic_algorithms_enabled(),
+                   os.getcwd(), tuple(sorted((k, v) for k, v in os.environ.items() if k not in NOT_A_TESTS_STATE)),
+                   logging.getLogger().level,
+                   torch.distributed.is_available() and torch.distributed.is_initialized())
+
+    def restore(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.torch_threads)
+        torch.set_default_dtype(self.default_dtype)
+        torch.use_deterministic_algorithms(self.deterministic)
+        os.chdir(self.cwd)
+        for key in set(os.environ) - {k for k, _ in self.environment} - NOT_A_TESTS_STATE:
+            del os.environ[key]
+        os.environ.update(dict(self.environment))
+        logging.getLogger().setLevel(self.root_log_level)
+        if not self.distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(autouse=True)
+def process_state_is_left_as_found(request):
+    """Fails the test that changed process-wide state (torch threads, default dtype, deterministic algorithms, working
+    directory, environment, root log level, a process group) and puts it back, so the next test is not affected;
+    random generators are put back silently (tests seed them on purpose)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    before = ProcessState.now()
+    rng = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    yield
+    after = ProcessState.now()
+    random.setstate(rng[0])
+    np.random.set_state(rng[1])
+    torch.random.set_rng_state(rng[2])
+    if after != before:
+        before.restore()
+        changed = [f.name for f in fields(ProcessState) if getattr(before, f.name) != getattr(after, f.name)]
+        if "environment" in changed:
+            old, new = dict(before.environment), dict(after.environment)
+            keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            changed[changed.index("environment")] = f"environment ({', '.join(keys)})"
+        pytest.fail(f"{request.node.nodeid} left process-wide state changed: {'; '.join(changed)}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def learning_tests_compute_on_pinned_threads(request, monkeypatch):
+    """A test marked ``learning`` runs on LEARNING_THREADS torch threads (OMP_NUM_THREADS too, which the trainer's
+    thread rule follows), so that its margins are those measured for that count on any machine."""
+    if request.node.get_closest_marker("learning") is None:
+        yield
+        return
+    from slp.threads import torch_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", str(LEARNING_THREADS))
+    with torch_threads(LEARNING_THREADS):
+        yield
+
+
+@pytest.fixture
+def local_ray():
+    """``start(**ray_init_options)`` starts a local Ray for the test; after it Ray is shut down and the variables
+    ray.init set in this process's environment (PYTHONBREAKPOINT, RAY_AUTH_MODE, ...) are put back."""
+    from tests.extract_fakes import unavailable
+
+    if importlib.util.find_spec("ray") is None:
+        unavailable("Ray is not installed: pip install 'ray[data]' (the dev extra installs it)")
+    import ray
+
+    environment = dict(os.environ)
+    yield lambda **options: ray.init(include_dashboard=False, log_to_driver=False, **options)
+    ray.shutdown()
+    os.environ.clear()
+    os.environ.update(environment)
 
 
 @pytest.fixture(scope="session")
@@ -50,22 +157,24 @@ def pretrained_tiny(tmp_path_factory, tiny_mbart_dir):
     from slp.models.pretraining import PretrainingModel
     from slp.synthetic import SyntheticConfig, write_synthetic_corpus
     from slp.text import FrozenTextEncoder
+    from slp.threads import torch_threads
 
     corpus_cfg = SyntheticConfig(**PRETRAIN_CORPUS)
     out = tmp_path_factory.mktemp("pretrained_tiny")
     write_synthetic_corpus(out / "corpus", corpus_cfg)
     run = load_config(PretrainRunConfig, REPO_ROOT / "configs" / "pretrain" / "tiny.yaml")
     text_encoder = FrozenTextEncoder.from_pretrained(tiny_mbart_dir, 64)
-    torch.manual_seed(0)
+    torch.manual_seed(LEARNING_SEED)
     model = PretrainingModel(run.model, run.loss)
     data = PretrainDataConfig(shards=[str(out / "corpus" / "shards" / "*.tar")], batch_size=16, max_frames=64,
-                              max_text_tokens=64, shuffle_buffer=100, bucket_batches=4)
+                              max_text_tokens=64, shuffle_buffer=100, bucket_batches=4, seed=LEARNING_SEED)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     model.train()
-    for batch in itertools.islice(pretrain_batches(data, text_encoder.text_tokenizer), 400):
-        text = text_encoder(batch.input_ids, batch.text_mask)
-        loss = model(batch.pose, batch.frame_mask, batch.joint_mask, text, batch.text_mask, batch.paired)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    with torch_threads(LEARNING_THREADS):  # the learning tests' margins are measured on this many threads
+        for batch in itertools.islice(pretrain_batches(data, text_encoder.text_tokenizer), 400):
+            text = text_encoder(batch.input_ids, batch.text_mask)
+            loss = model(batch.pose, batch.frame_mask, batch.joint_mask, text, batch.text_mask, batch.paired)["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     return corpus_cfg, out / "corpus", model.save_pretrained(out / "encoder", text_model=str(tiny_mbart_dir))

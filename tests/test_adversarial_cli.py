@@ -108,7 +108,7 @@ def _corrupt_shard(tmp, root, config):
     return ["render", str(shard), "--out", str(tmp / "r")], f"{shard}: no valid sample in this shard"
 
 
-REGISTERED = "bobsl, csl_daily, how2sign, msasl, nmfs_csl, phoenix14, phoenix14t, slr500, wlasl"
+REGISTERED = "asl_signs, bobsl, csl_daily, how2sign, msasl, nmfs_csl, phoenix14, phoenix14t, slr500, wlasl"
 CASES = [
     # the config file
     Case("missing_config", lambda t, r, c: (_build(str(t / "nowhere.yaml")), f"{t / 'nowhere.yaml'}: no such file")),
@@ -127,7 +127,8 @@ CASES = [
                                          f"'workers']")),
     Case("pose_format_mp4", lambda t, r, c: (_build(write_config(t / "c.yaml", c), "datasets.wlasl.poses.format=mp4"),
                                              f"{t / 'c.yaml'}.datasets.wlasl.poses.format: expected one of ('auto', "
-                                             f"'pose', 'mmpose_json', 'npy', 'npz', 'openpose_json', 'pickle'), "
+                                             f"'pose', 'mmpose_json', 'npy', 'npz', 'openpose_json', "
+                                             f"'asl_signs_parquet', 'pickle'), "
                                              f"got 'mp4'")),
     Case("workers_not_a_number", lambda t, r, c: (_build(write_config(t / "c.yaml", c), "workers=many"),
                                                   f"{t / 'c.yaml'}.workers: expected an integer, got 'many'")),

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from data_curation.audit import audit_build, duration_outliers, source_video
+from data_curation.audit import audit_build, duration_outliers, missing_axis_limit, source_video
 from data_curation.cli import main as curate
 from data_curation.config import CurateConfig
 from data_curation.fixtures import write_fixture_datasets
@@ -277,3 +279,137 @@ def test_html_report_renders_in_headless_chromium(chromium, planted, tmp_path):
     with Image.open(screenshot) as image:
         assert image.size == (1200, 2400)
         assert len(set(image.convert("L").getdata())) > 16  # text and plots, not a blank page
+
+
+# --- damaged builds: one garbled member, files that are not whole or not curation's ------------------------------
+
+
+def _copy(build_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "build"
+    shutil.copytree(build_dir, copy)
+    return copy
+
+
+def test_a_garbled_member_is_one_unreadable_sample_and_the_audit_goes_on(fixture_builds, tmp_path, capsys):
+    build_dir = _copy(fixture_builds["clean"], tmp_path)
+    shard = sorted((build_dir / "shards").glob("*.tar"))[0]
+    data = shard.read_bytes()
+    shape = data.index(b"(", data.index(b"'shape'"))  # the first sample's pose.npy: its shape's bracket left open
+    end = data.index(b")", shape)
+    shard.write_bytes(data[:end] + b" " + data[end + 1:])  # np.load raises tokenize.TokenError on this header
+    first = next(iter(iter_samples([fixture_builds["clean"] / "shards" / shard.name])))
+    assert audit_status(str(build_dir), "--out", str(tmp_path / "report")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"unreadable: {shard} {first.key}: unreadable pose.npy (TokenError: EOF in multi-line statement)" in lines
+    report = json.loads((tmp_path / "report" / "audit.json").read_text(encoding="utf-8"))
+    assert report["counts"]["unreadable_samples"] == 1
+    assert report["samples"] == len(_manifest(build_dir)) - 1  # every other sample was read
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _replace_with_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _other_table(path: Path) -> None:
+    pq.write_table(pa.table({"key": ["a"], "frames": [3]}), path)  # what another tool writes under the name
+
+
+RERUN = "rerun slp-curate build to write it again"
+PARQUET_DAMAGE = {
+    "truncated": (_truncate, "not a readable Parquet file (Parquet magic bytes not found in footer. Either the file "
+                             "is corrupted or this is not a parquet file.); " + RERUN),
+    "folder": (_replace_with_folder, "is a directory, not a file"),
+    "another_table": (_other_table, None),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(PARQUET_DAMAGE))
+@pytest.mark.parametrize("name, columns", [("manifest.parquet", ["dataset"]),
+                                           ("rejects.parquet", ["dataset", "split", "source_id", "reason", "detail"]),
+                                           ("warnings.parquet", ["dataset", "split", "source_id", "reason", "detail"])])
+def test_a_damaged_parquet_file_of_the_build_is_one_line_and_exit_2(fixture_builds, tmp_path, capsys, name, columns,
+                                                                    damage):
+    build_dir = _copy(fixture_builds["clean"], tmp_path)
+    change, message = PARQUET_DAMAGE[damage]
+    change(build_dir / name)
+    if message is None:
+        message = f"lacks the column(s) {columns}; {RERUN}"
+    assert audit_status(str(build_dir), "--out", str(tmp_path / "report")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.rsplit("\r", 1)[-1] == f"slp-curate: error: {build_dir / name}: {message}\n"
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", "{path}:{line}:{column}: not valid JSON ({reason}; truncated?)"),
+    ("folder", "{path}: is a directory, not a file"),
+    ("a_list", "{path}: holds a JSON list, not the object slp-curate build writes"),
+    ("by_dataset_a_list", "{path}: by_dataset is not the counts per dataset and split slp-curate build writes"),
+    ("not_utf8", "{path}: not UTF-8 text (invalid start byte at byte 0)"),
+])
+def test_a_damaged_summary_is_one_line_and_exit_2(fixture_builds, tmp_path, capsys, damage, message):
+    build_dir = _copy(fixture_builds["clean"], tmp_path)
+    summary = build_dir / "summary.json"
+    text = summary.read_text(encoding="utf-8")
+    fields = {"path": summary}
+    if damage == "truncated":
+        summary.write_text(text[: len(text) // 2], encoding="utf-8")
+        with pytest.raises(json.JSONDecodeError) as error:
+            json.loads(text[: len(text) // 2])
+        fields |= {"line": error.value.lineno, "column": error.value.colno, "reason": error.value.msg}
+    elif damage == "folder":
+        _replace_with_folder(summary)
+    elif damage == "a_list":
+        summary.write_text("[1, 2]", encoding="utf-8")
+    elif damage == "by_dataset_a_list":
+        summary.write_text('{"by_dataset": [1, 2]}', encoding="utf-8")
+    else:
+        summary.write_bytes(b"\xff" + text.encode("utf-8"))
+    assert audit_status(str(build_dir), "--out", str(tmp_path / "report")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.rsplit("\r", 1)[-1] == f"slp-curate: error: {message.format(**fields)}\n"
+
+
+# --- the words of the report -------------------------------------------------------------------------------------
+
+
+def test_a_sentence_shared_with_an_excluded_test_split_is_not_called_read_or_a_leak(fixture_builds, tmp_path,
+                                                                                     capsys):
+    """CSL-Daily's sentence S000000 is in its excluded test split and in train: the line says what is read (train)
+    and that it is no leak, as the verdict below it does."""
+    assert audit_status(str(fixture_builds["full"]), "--out", str(tmp_path)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    report = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
+    (text,) = report["findings"]["texts_across_splits"]
+    assert (f"text in several splits (in excluded csl_daily/test, and in csl_daily/train, which pre-training reads: "
+            f"a shared sentence, not a leaked video): {json.dumps(text['text'], ensure_ascii=False)}: "
+            f"csl_daily/test: csl_daily_test_S000000_P0001_T00; csl_daily/train: csl_daily_train_S000000_P0000_T00"
+            in lines)
+    assert report["pretraining"]["splits"]["csl_daily/test"] == "excluded_test" and not report["leak"]
+    assert lines[-1].startswith("no leak: 1 texts_across_splits, 1 shared_signers →")
+    page = (tmp_path / "audit.html").read_text(encoding="utf-8")
+    assert "read by pre-training" not in page
+    assert ("<th>text</th><th>excluded test split</th><th>pre-training reads it in</th><th>samples by split</th>"
+            in page)
+    assert "<td>csl_daily/test</td><td>csl_daily/train</td>" in page
+
+
+def test_the_missing_parts_axis_ends_near_the_longest_bar(fixture_builds, tmp_path):
+    assert missing_axis_limit([0.24, 0.1, 0.0]) == pytest.approx(0.276)
+    assert missing_axis_limit([0.0, 0.0]) == 0.05 and missing_axis_limit([0.95]) == 1.0
+    assert audit_status(str(fixture_builds["clean"]), "--out", str(tmp_path)) == 0
+    report = json.loads((tmp_path / "audit.json").read_text(encoding="utf-8"))
+    longest = max(rate for d in report["datasets"].values() for rate in d["missing_frame_rate"].values())
+    page = (tmp_path / "audit.html").read_text(encoding="utf-8")
+    plot = page[page.index('<svg id="plot-missing"'):]
+    plot = plot[:plot.index("</svg>")]
+    ticks = [float(t) for t in re.findall(r'<g id="xtick_\d+">.*?<text[^>]*>([^<]*)</text>', plot, re.S)]
+    assert longest < 0.5 and ticks[-1] <= missing_axis_limit([longest]) == pytest.approx(1.15 * longest)
+    assert ticks[-1] < 1.0 and ticks[-1] + (ticks[1] - ticks[0]) > longest  # the last tick within a step of it

@@ -85,13 +85,15 @@ def test_missing_manifest_is_a_clear_error(tmp_path, capsys):
                                        f"manifest.parquet (run slp-curate build first)\n")
 
 
-def test_nine_dataset_fixtures_build_end_to_end(tmp_path, capsys):
+def test_every_dataset_fixture_builds_end_to_end(tmp_path, capsys):
+    from data_curation.fixtures import fixture_writers
+
     curate(["fixtures", "--out", str(tmp_path / "fixtures")])
     config = tmp_path / "fixtures" / "curate.yaml"
     curate(["build", "--config", str(config), f"output={tmp_path / 'build'}", "workers=2"])
     summary = json.loads((tmp_path / "build" / "summary.json").read_text())
     assert summary["reconciled"]
-    assert len(summary["by_dataset"]) == 9
+    assert set(summary["by_dataset"]) == set(fixture_writers()) and len(summary["by_dataset"]) == 10  # 9 + ASL Signs
     for name, splits in summary["by_dataset"].items():
         assert sum(s["written"] for s in splits.values()) > 0, name
     assert pq.read_table(tmp_path / "build" / "rejects.parquet").num_rows == summary["totals"]["rejected"]

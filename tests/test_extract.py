@@ -79,7 +79,8 @@ def test_extraction_writes_readable_pose_files_logs_failures_and_resumes(synthet
     assert seq.keypoints.shape == (12, 133, 3) and (seq.width, seq.height) == (96, 64) and seq.fps == 25.0
     np.testing.assert_allclose(seq.keypoints[..., 2], 0.9, rtol=1e-6)
     raw = (out / "video_001.pose").read_bytes()
-    assert pose_provenance(raw, COCO_WHOLEBODY) == Provenance(COCO_WHOLEBODY, "synthetic 1.0")
+    assert pose_provenance(raw, COCO_WHOLEBODY) == Provenance(COCO_WHOLEBODY, "synthetic 1.0",
+                                                              str(synthetic_videos / "video_001.mp4"))
     before = _pose_files(out)
 
     # A killed run's temporary file is never a .pose, and the next run removes it; finished videos are skipped.
@@ -223,7 +224,7 @@ def test_recorded_backends_write_what_the_model_predicted(realdata, tmp_path, ba
     provenance = pose_provenance(output_path(tmp_path, name).read_bytes(), COCO_WHOLEBODY)
     expected = "rtmlib unknown RTMW mode=balanced" if backend == "rtmlib" else (
         "mmpose unknown td-hm_hrnet-w48_dark-8xb32-210e_coco-wholebody-384x288")
-    assert provenance == Provenance(COCO_WHOLEBODY, expected)
+    assert provenance == Provenance(COCO_WHOLEBODY, expected, os.path.abspath(video))
 
 
 def test_nobody_detected_by_the_detector_is_a_no_person_failure(realdata, tmp_path):

@@ -5,6 +5,8 @@ Skips when MediaPipe's venv is missing (``make mediapipe-venv``; ``make test`` b
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -75,7 +77,8 @@ def test_mediapipe_points_match_mmpose_on_real_video(realdata, mediapipe_run):
         pairs.append((ours.keypoints, reference.keypoints))
         provenance = pose_provenance(output_path(out, name).read_bytes(), "coco_wholebody_133")
         assert provenance.layout == MEDIAPIPE_LAYOUT and provenance.estimator.startswith("mediapipe")
-        assert provenance == Provenance(MEDIAPIPE_LAYOUT, summary["estimators"][0])
+        assert provenance == Provenance(MEDIAPIPE_LAYOUT, summary["estimators"][0],
+                                        os.path.abspath(realdata / "videos" / f"{name}.mp4"))
     table = pck_table(pairs)
     print("\npart        PCK@0.2  points  detected")
     for part, row in table.items():
@@ -101,18 +104,11 @@ def test_swapped_hands_would_fail_the_hand_check(realdata, mediapipe_run):
 
 
 @pytest.mark.slow
-def test_ray_engine_writes_the_same_mediapipe_files(realdata, mediapipe_run, tmp_path):
-    try:
-        import ray
-    except ImportError:
-        unavailable("Ray is not installed (the dev extra installs it)")
+def test_ray_engine_writes_the_same_mediapipe_files(realdata, mediapipe_run, tmp_path, local_ray):
     out, _ = mediapipe_run
     jobs = [VideoJob(str(realdata / "videos" / f"{name}.mp4"), name) for name in REAL]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        summary = run_extraction(jobs, tmp_path, BackendSpec("mediapipe"), engine="ray", workers=2, progress=False)
-    finally:
-        ray.shutdown()
+    local_ray(num_cpus=2)
+    summary = run_extraction(jobs, tmp_path, BackendSpec("mediapipe"), engine="ray", workers=2, progress=False)
     assert summary["extracted"] == 2
     for name in REAL:
         assert output_path(tmp_path, name).read_bytes() == output_path(out, name).read_bytes()

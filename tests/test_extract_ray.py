@@ -3,6 +3,7 @@ restarts and finishes with the same files and no partial one. Runs a local Ray c
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -17,10 +18,8 @@ from tests.conftest import REPO_ROOT
 from tests.extract_fakes import unavailable, write_synthetic_videos
 
 pytestmark = pytest.mark.slow
-try:
-    import ray
-except ImportError:
-    unavailable("Ray is not installed: pip install 'ray[data]' (the slp[ray] extra)")
+if importlib.util.find_spec("ray") is None:
+    unavailable("Ray is not installed: pip install 'ray[data]' (the slp-signs[ray] extra)")
 
 SYNTHETIC = "tests.extract_fakes:synthetic_backend"
 # `slp-curate extract` as the lead wires it: the subcommand's own parser and run().
@@ -45,15 +44,11 @@ def videos(tmp_path_factory):
     return folder, reference
 
 
-def test_ray_engine_on_two_cpus_writes_the_same_bytes_as_the_local_engine(videos, tmp_path):
+def test_ray_engine_on_two_cpus_writes_the_same_bytes_as_the_local_engine(videos, tmp_path, local_ray):
     folder, reference = videos
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})  # the actors import tests.extract_fakes
-    try:
-        summary = run_extraction(list_videos(folder), tmp_path, BackendSpec(SYNTHETIC), engine="ray", workers=2,
-                                 progress=False)
-    finally:
-        ray.shutdown()
+    local_ray(num_cpus=2, runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})  # actors import tests.extract_fakes
+    summary = run_extraction(list_videos(folder), tmp_path, BackendSpec(SYNTHETIC), engine="ray", workers=2,
+                             progress=False)
     assert summary["extracted"] == 11 and summary["failures_by_reason"] == {"no_person": 1}
     assert summary["estimators"] == ["synthetic 1.0"] and summary["engine"] == "ray"
     assert _pose_files(tmp_path) == _pose_files(reference)

@@ -11,6 +11,7 @@ import torch
 
 from finetune.cli import main as finetune
 from finetune.data import sample_frames
+from tests.margins import LEARNING_SEED, assert_margin
 
 
 @pytest.mark.parametrize("length,num", [(33, 32), (47, 8), (64, 32), (100, 32), (1000, 32)])
@@ -38,10 +39,11 @@ def test_short_clips_keep_every_frame():
 def _finetune(tmp_path, corpus, name, *extra):
     finetune(["--task", "islr", "--config", "configs/finetune/islr/synthetic.yaml",
               f"data.shards=[{corpus}/shards/*.tar]", f"output={tmp_path / name}", "optim.epochs=4",
-              "optim.step_size=3", *extra])
+              "optim.step_size=3", f"seed={LEARNING_SEED}", *extra])
     return json.loads((tmp_path / name / "metrics.json").read_text())
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_pretrained_beats_scratch_and_eval_only_reproduces(tmp_path, pretrained_tiny, capsys):
     corpus_cfg, corpus, encoder = pretrained_tiny
@@ -52,8 +54,8 @@ def test_pretrained_beats_scratch_and_eval_only_reproduces(tmp_path, pretrained_
     chance = 100 / corpus_cfg.num_glosses
     s, p = scratch["test"]["per_instance_top1"], pretrained["test"]["per_instance_top1"]
     print(f"ISLR test top-1 on held-out signers: pre-trained {p:.1f}, scratch {s:.1f} (chance {chance:.1f})")
-    assert s > 2 * chance  # the head learns even from scratch
-    assert p > s
+    assert_margin("ISLR top-1 from scratch vs 2x chance", s, 2 * chance)  # the head learns even from scratch
+    assert_margin("ISLR top-1: pre-trained vs scratch", p, s)
     assert len(pretrained["history"]) == 4 and (tmp_path / "pretrained" / "best.safetensors").is_file()
     finetune(["--task", "islr", "--config", "configs/finetune/islr/synthetic.yaml",
               f"data.shards=[{corpus}/shards/*.tar]", f"output={tmp_path / 'eval'}", "--pretrained", str(encoder),

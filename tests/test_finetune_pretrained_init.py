@@ -21,8 +21,9 @@ from slp.cli_errors import UserError
 from slp.config import load_config
 from slp.models.alignment import ALIGNMENT_CONFIG_NAME, ALIGNMENT_WEIGHTS_NAME, SignTextAlignment
 from slp.models.pretraining import LossConfig, PretrainingModel, PretrainModelConfig
-from slp.models.sign_encoder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, SignPoseEncoder
+from slp.models.sign_encoder import CARD_NAME, CONFIG_NAME, TRAINING_RECORD_NAME, WEIGHTS_NAME, SignPoseEncoder
 from tests.finetune_runs import assert_retrieval_beats
+from tests.margins import LEARNING_SEED, assert_margin
 from tests.test_models import TINY_ENCODER, _batch
 
 CONFIG = "configs/finetune/retrieval/synthetic.yaml"
@@ -64,8 +65,8 @@ def _assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
 def test_pretraining_export_holds_the_alignment_module_beside_the_encoder(tmp_path):
     model = _pretraining_model(text_dim=16).eval()
     export = model.save_pretrained(tmp_path / "encoder", text_model="org/text-model", pose_estimator="rtmw-x 1.0")
-    assert {p.name for p in export.iterdir()} == {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, ALIGNMENT_CONFIG_NAME,
-                                                  ALIGNMENT_WEIGHTS_NAME}
+    assert {p.name for p in export.iterdir()} == {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, TRAINING_RECORD_NAME,
+                                                  ALIGNMENT_CONFIG_NAME, ALIGNMENT_WEIGHTS_NAME}
     encoder = SignPoseEncoder.from_pretrained(export)  # the encoder loads as before, alignment files beside it
     _assert_same_state(encoder, model.encoder)
     alignment, text_model = SignTextAlignment.from_pretrained(export)
@@ -168,13 +169,17 @@ def _first_evaluation(tmp_path, corpus, text_model, pretrained, name, capsys) ->
     1 and the test evaluation of the best checkpoint score the initial weights. Also what the run printed."""
     finetune(["--task", "retrieval", "--config", CONFIG, f"data.shards=[{corpus}/shards/*.tar]",
               f"retrieval.text_model={text_model}", f"output={tmp_path / name}", "optim.epochs=1", "optim.lr=0",
-              "--pretrained", str(pretrained)])
+              f"seed={LEARNING_SEED}", "--pretrained", str(pretrained)])
     return json.loads((tmp_path / name / "metrics.json").read_text()), capsys.readouterr().out
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_retrieval_after_pretraining_is_far_above_chance_before_any_step(tmp_path, pretrained_tiny, tiny_mbart_dir,
                                                                          capsys):
+    """Measured at seed 1 on 2 threads (benchmarks/learning_margins.py): dev mean R@1 before any step 8.6 points above
+    5x chance (the issue saw 0.0 with the thread count left to the machine), test R@1 3.6 (t2v) and 7.9 (v2t) above
+    5x chance and 6.4 / 10.7 above the fresh projectors (5 required); seeds 0-4 on 1 thread, the suite's, all pass."""
     _, corpus, export = pretrained_tiny
     capsys.readouterr()
     started, printed = _first_evaluation(tmp_path, corpus, tiny_mbart_dir, export, "pretrained", capsys)
@@ -194,5 +199,6 @@ def test_retrieval_after_pretraining_is_far_above_chance_before_any_step(tmp_pat
     assert_retrieval_beats(started["test"], fresh["test"], pairs, "before any fine-tuning step, pre-trained "
                            "alignment vs fresh projectors on the same pre-trained encoder", r1_chance=5, r5_chance=3,
                            r5_margin=10)
-    assert started["history"][0]["mean_r1"] > 5 * 100 / len(load_split(cfg.data.shards, cfg.data.dataset,
-                                                                       cfg.data.dev_split, retrieval.keep))
+    dev_pairs = len(load_split(cfg.data.shards, cfg.data.dataset, cfg.data.dev_split, retrieval.keep))
+    assert_margin("retrieval dev mean R@1 before any step vs 5x chance", started["history"][0]["mean_r1"],
+                  5 * 100 / dev_pairs)

@@ -22,6 +22,7 @@ from slp.synthetic import SyntheticConfig, corpus_texts, write_synthetic_corpus
 from slp.synthetic.corpus import LEXICON
 from slp.text.tiny import build_tiny_mbart
 from tests.finetune_runs import assert_retrieval_beats, finetune_and_reevaluate
+from tests.margins import LEARNING_SEED
 
 CONFIG = "configs/finetune/retrieval/synthetic.yaml"
 
@@ -161,13 +162,15 @@ RETRIEVAL_CORPUS = dict(num_glosses=12, num_signers=10, dev_signers=1, test_sign
                         sentences_per_signer=24, languages=("en",), shard_samples=100)
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_retrieval_learns_on_held_out_signers_and_eval_only_reproduces(tmp_path, capsys):
     corpus_cfg = SyntheticConfig(**RETRIEVAL_CORPUS)
     write_synthetic_corpus(tmp_path / "corpus", corpus_cfg)
     mbart = build_tiny_mbart(tmp_path / "mbart", corpus_texts(corpus_cfg))
-    common = [f"data.shards=[{tmp_path / 'corpus'}/shards/*.tar]", f"retrieval.text_model={mbart}"]
-    cfg = _config(mbart, common[0])
+    shards, seed = f"data.shards=[{tmp_path / 'corpus'}/shards/*.tar]", f"seed={LEARNING_SEED}"
+    common = [shards, f"retrieval.text_model={mbart}", seed]
+    cfg = _config(mbart, shards, seed)
     test = load_split(cfg.data.shards, cfg.data.dataset, cfg.data.test_split, retrieval.keep)
     untrained = evaluate(_head(cfg, seed=cfg.seed), test, cfg.optim.batch_size)
 

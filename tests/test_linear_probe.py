@@ -13,15 +13,20 @@ from slp.config import load_config
 from slp.models.pretraining import PretrainingModel
 from slp.models.sign_encoder import SignPoseEncoder
 from slp.synthetic import SyntheticConfig, generate_isolated
+from tests.margins import LEARNING_SEED, assert_margin
 
 PROBE_SIGNERS = ("signer000", "signer001")
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_pretrained_encoder_beats_random_init_under_a_linear_probe(pretrained_tiny):
+    """Measured (benchmarks/learning_margins.py, top-1 pre-trained minus random init): +0.175 at seed 0 on 1 thread;
+    all 5 seeds (0-4) pass on 1 thread, the thread count the suite pins. On 2 threads seeds 0 and 2 pass and seed 1
+    gives -0.06: a probe fitted on two signers is a fragile witness, and this margin holds for the pinned count only."""
     corpus_cfg, _, encoder_dir = pretrained_tiny
     run = load_config(PretrainRunConfig, "configs/pretrain/tiny.yaml")
-    torch.manual_seed(0)
+    torch.manual_seed(LEARNING_SEED)
     random_encoder = PretrainingModel(run.model, run.loss).encoder
     samples = list(generate_isolated(corpus_cfg))
     # A probe fitted on two signers only: features must generalise across signers.
@@ -30,7 +35,7 @@ def test_pretrained_encoder_beats_random_init_under_a_linear_probe(pretrained_ti
     pretrained = linear_probe(SignPoseEncoder.from_pretrained(encoder_dir), train, test, corpus_cfg.num_glosses)
     scratch = linear_probe(random_encoder, train, test, corpus_cfg.num_glosses)
     print(f"linear probe on held-out signers: pre-trained {pretrained:.3f}, random init {scratch:.3f}")
-    assert pretrained > scratch
+    assert_margin("linear probe top-1: pre-trained vs random init", pretrained, scratch)
 
 
 class _Echo(torch.nn.Module):

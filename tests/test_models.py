@@ -70,7 +70,8 @@ def test_stream_switches_change_the_output_width():
 def test_save_and_from_pretrained_round_trip(tmp_path):
     encoder = SignPoseEncoder(TINY_ENCODER).eval()
     encoder.save_pretrained(tmp_path / "enc")
-    assert {p.name for p in (tmp_path / "enc").iterdir()} == {"model.safetensors", "config.json", "README.md"}
+    assert {p.name for p in (tmp_path / "enc").iterdir()} == {"model.safetensors", "config.json", "README.md",
+                                                               "training.json"}
     loaded = SignPoseEncoder.from_pretrained(tmp_path / "enc").eval()
     assert loaded.config == encoder.config
     pose, frame_mask, *_ = _batch()

@@ -40,9 +40,15 @@ def run(tmp_path_factory):
     return shards, out / "run", test
 
 
-def _predict(capsys, *argv: str) -> tuple[str, str]:
+def _predict(capsys, *argv: str, status: int = 0) -> tuple[str, str]:
+    """stdout and stderr of slp-predict, which exits with ``status`` (1: a batch where some input failed)."""
     capsys.readouterr()
-    slp_predict(list(argv))
+    if status:
+        with pytest.raises(SystemExit) as exit_info:
+            slp_predict(list(argv))
+        assert exit_info.value.code == status
+    else:
+        slp_predict(list(argv))
     captured = capsys.readouterr()
     return captured.out, captured.err
 
@@ -77,7 +83,7 @@ def test_run_ends_with_a_self_contained_head_folder(run, tmp_path, capsys):
     assert record["task"] == "islr" and record["outputs"]["class_names"] == [glosses[k] for k in range(6)]
     card = (moved / CARD_NAME).read_text()
     trained = json.loads((folder / "metrics.json").read_text())
-    assert "pipeline_tag: video-classification" in card and "## Pose specification" in card
+    assert "pipeline_tag" not in card and "- keypoints" in card and "## Pose specification" in card  # not video
     assert "| per_instance_top1 |" in card and "| synthetic |" in card and "Curation manifest sha256: `" in card
     assert f"value: {round(trained['test']['per_class_top5'], 4)}" in card  # model-index: the test metrics
     # --eval-only takes the folder (its own config and encoder make the head) and reproduces the run's metrics
@@ -136,7 +142,7 @@ def test_batch_mode_reports_a_broken_file_in_one_line_and_goes_on(run, tmp_path,
     (inputs / "broken.pose").write_bytes(b"not a pose file")
     (inputs / "notes.md").write_text("not an input: skipped")
     out, err = _predict(capsys, "--model", str(folder / "model"), str(inputs), "--out", str(tmp_path / "b.json"),
-                        "--render", str(tmp_path / "renders"), "--batch-size", "2")
+                        "--render", str(tmp_path / "renders"), "--batch-size", "2", status=1)
     summary = json.loads((tmp_path / "b.json").read_text())
     assert (summary["inputs"], summary["predicted"], summary["failed"]) == (4, 3, 1)
     assert summary["inputs"] == summary["predicted"] + summary["failed"] == len(summary["predictions"]) + 1
@@ -149,7 +155,7 @@ def test_batch_mode_reports_a_broken_file_in_one_line_and_goes_on(run, tmp_path,
     # a list file: its lines, relative to its folder
     (tmp_path / "list.txt").write_text(f"# two of them\ninputs/{test[0].key}.pose\n\ninputs/broken.pose\n")
     _predict(capsys, "--model", str(folder / "model"), str(tmp_path / "list.txt"), "--out",
-             str(tmp_path / "l.json"), "--no-progress")
+             str(tmp_path / "l.json"), "--no-progress", status=1)
     listed = json.loads((tmp_path / "l.json").read_text())
     assert (listed["predicted"], listed["failed"]) == (1, 1)
     batched = next(r["top"] for r in summary["predictions"] if r["input"].endswith(f"{test[0].key}.pose"))
@@ -178,7 +184,7 @@ def test_video_goes_through_an_extraction_backend(run, tmp_path, capsys):
     assert json.loads((tmp_path / "vp.json").read_text())["predictions"][0]["top"] == prediction["top"]
     # in a batch, a video nobody is detected in is one error line
     _, err = _predict(capsys, "--model", str(folder / "model"), str(tmp_path / "videos"), "--backend", backend,
-                      "--out", str(tmp_path / "vb.json"), "--no-progress")
+                      "--out", str(tmp_path / "vb.json"), "--no-progress", status=1)
     summary = json.loads((tmp_path / "vb.json").read_text())
     assert (summary["predicted"], summary["failed"]) == (1, 1)
     assert "no_person" in summary["errors"][0]["error"] and len(err.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from slp.models.alignment import SignTextAlignment
+from slp.models.alignment import SignTextAlignment, same_text_model
 from slp.models.sign_encoder import SignPoseEncoder
 from slp.synthetic import SyntheticConfig, write_synthetic_corpus
 
@@ -74,7 +74,12 @@ def test_two_rank_pretraining_learns_and_resumes_exactly(tmp_path, shards, tiny_
     assert encoder.output_dim == 256
     assert (straight / "checkpoints" / "step00000012" / "encoder" / "model.safetensors").is_file()
     for export in (straight / "encoder", straight / "checkpoints" / "step00000012" / "encoder"):  # and L_STC's module
-        assert SignTextAlignment.from_pretrained(export)[1] == str(tiny_mbart_dir)
+        # with a copy of the local text model it was trained against
+        assert SignTextAlignment.from_pretrained(export)[1] == str(export / "text_model")
+        assert same_text_model(str(export / "text_model"), str(tiny_mbart_dir))
+    card = (straight / "encoder" / "README.md").read_text()
+    assert "Pre-trained for 24 of 24 optimiser steps on 2 rank(s)." in card and str(tmp_path) not in card
+    assert str(tiny_mbart_dir) not in card
 
     # Kill a second run once its step-12 checkpoint is complete, then resume it with the same command.
     killed = tmp_path / "killed"

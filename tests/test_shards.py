@@ -148,6 +148,19 @@ BAD_SAMPLES = {
     "npy_garbled_shape": ({"pose.npy": _npy(GOOD_POSE).replace(b"(12, 79, 3)", b"(99, 79, 3)")},
                           "unreadable pose.npy"),
     "txt_not_utf8": ({"txt": b"\xff\xfe broken"}, "unreadable txt"),
+    # np.load tokenizes a header that is not a Python literal (its Python 2 fallback): tokenize.TokenError
+    "npy_header_unclosed": ({"pose.npy": _npy(GOOD_POSE).replace(b"(12, 79, 3)", b"(12, 79, 3 ")},
+                            "unreadable pose.npy (TokenError: EOF in multi-line statement)"),
+    "npy_header_not_a_literal": ({"pose.npy": _npy(GOOD_POSE).replace(b"False", b"Fals!")},
+                                 "unreadable pose.npy (ValueError: Cannot parse header"),
+    "npy_cut_in_its_magic": ({"pose.npy": b"\x93NUMPY"}, "pose.npy is not a .npy file"),
+    # Fortran order: numpy reads it, and allocates the array its header claims before reading a byte of it
+    "npy_claims_terabytes": ({"pose.npy": _npy(np.asfortranarray(GOOD_POSE)).replace(b"(12, 79, 3)",
+                                                                                     b"(99999999999, 79, 3)")},
+                             "unreadable pose.npy (MemoryError: Unable to allocate"),
+    "json_nested_too_deep": ({"json": b"[" * 100_000}, "unreadable json (RecursionError: maximum recursion depth"),
+    "json_integer_too_long": ({"json": b'{"label": ' + b"9" * 5000 + b"}"},
+                              "unreadable json (ValueError: Exceeds the limit (4300 digits)"),
 }
 
 
@@ -297,3 +310,25 @@ def test_shards_holding_follow_the_manifest_and_keep_what_it_does_not_list(tmp_p
     assert names(shards_holding(pattern, "wlasl", "train")) == ["a-000000.tar", "a-000002.tar"]
     (tmp_path / "shards" / "manifest.parquet").unlink()  # no manifest: every shard
     assert names(shards_holding(pattern, "wlasl", "train")) == ["a-000000.tar", "a-000001.tar", "a-000002.tar"]
+
+
+@pytest.mark.parametrize("digit, reason", [
+    (b"x", "unreadable PAX header (invalid literal for int() with base 10: b'xxx')"),
+    (b"0", "unreadable PAX header (record length 0 at byte 0)"),  # a length of 0 would read the record forever
+])
+def test_a_garbled_pax_header_loses_its_shard_not_the_read(tmp_path, digit, reason):
+    rng = np.random.default_rng(7)
+    samples = [_sample(i, rng)[0] for i in range(2)]
+    with tarfile.open(tmp_path / "s-000000.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        for ext, data in encode_sample(samples[0]).items():
+            _add(tar, f"{'d' * 120}/{samples[0].key}.{ext}", data)  # a name over 100 bytes: a PAX path record
+    data = (tmp_path / "s-000000.tar").read_bytes()
+    length = data.index(b" path=")  # the record's length is the first bytes of the PAX header's data, at 512
+    assert length - 512 == 3
+    (tmp_path / "s-000000.tar").write_bytes(data[:512] + digit * 3 + data[length:])
+    write_shard(tmp_path / "s-000001.tar", samples[1:])
+    stats = ReadStats()
+    keys = [s.key for s in iter_samples([tmp_path / "s-000000.tar", tmp_path / "s-000001.tar"], stats)]
+    assert keys == [samples[1].key]
+    assert [(e["shard"].rsplit("/", 1)[-1], e["reason"]) for e in stats.errors] == [
+        ("s-000000.tar", f"unreadable tar (TarFormatError: {reason})")]

@@ -6,6 +6,11 @@ import pytest
 import torch
 
 from slp.text import FrozenTextEncoder, MBartTextTokenizer, mbart_language_code
+from slp.text.tiny import build_tiny_mbart
+
+#: WLASL-like texts: rare words, each in one sentence.
+GLOSS_TEXTS = ["This word is thank you.", "This word is book.", "This word is don't want.",
+               "This word is ice cream.", "The weather is good today."]
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +66,27 @@ def test_features_are_deterministic_and_padding_invariant(encoder):
 def test_unknown_language_is_refused():
     with pytest.raises(ValueError, match="unsupported text language"):
         mbart_language_code("fr")
+
+
+def test_word_stand_in_knows_each_word_of_its_texts_and_the_default_stand_in_is_unchanged(tmp_path):
+    word = MBartTextTokenizer.from_pretrained(build_tiny_mbart(tmp_path / "word", GLOSS_TEXTS, model_type="word"))
+    tok = word.tokenizer
+    assert tok.tokenize("This word is thank you.") == ["▁This", "▁word", "▁is", "▁thank", "▁you."]
+    assert tok.tokenize("This word is ice cream.") == ["▁This", "▁word", "▁is", "▁ice", "▁cream."]
+    ids, mask = word(["This word is don't want."], ["en"])
+    assert mask[0].sum().item() == 5 + 2  # five words, </s>, en_XX
+    assert tok.unk_token_id not in ids[0, mask[0]].tolist()
+    # A word outside the texts is one unknown token, not spelt out.
+    assert tok.convert_tokens_to_ids(tok.tokenize("This word is bad.")) == [
+        *tok.convert_tokens_to_ids(["▁This", "▁word", "▁is"]), tok.unk_token_id]
+    # The default stand-in (unigram, 512 pieces at most) is what it was before the word model: on these rare words,
+    # letters and short pieces.
+    default = MBartTextTokenizer.from_pretrained(build_tiny_mbart(tmp_path / "default", GLOSS_TEXTS)).tokenizer
+    assert len(default) == 60
+    assert default.tokenize("This word is thank you.") == [
+        "▁Th", "i", "s", "▁w", "o", "r", "d", "▁i", "s", "▁", "th", "an", "k", "▁", "y", "o", "u", "."]
+
+
+def test_unknown_stand_in_model_type_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="model_type 'bpe' is not 'unigram' or 'word'"):
+        build_tiny_mbart(tmp_path, GLOSS_TEXTS, model_type="bpe")

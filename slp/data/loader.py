@@ -25,7 +25,6 @@ import hashlib
 import itertools
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +36,7 @@ from slp.data.shards import ReadStats, expand_shards, iter_samples
 from slp.losses.masking import hierarchical_mask
 from slp.pose.normalize import normalize_pose
 from slp.text.mbart import MBartTextTokenizer
+from slp.threads import torch_threads
 
 
 @dataclass
@@ -240,29 +240,15 @@ class PretrainStream(IterableDataset):
             yield batch
 
 
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch ops on one thread, then restore the thread count.
-
-    A batch is a few hundred thousand numbers: an OpenMP team costs more than it saves on tensors that small,
-    and while dataloader workers keep the other cores busy its threads spin against them (``benchmarks/loader.py``
-    measures the loader with it).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def prepare_batch(raw: dict, tokenizer: MBartTextTokenizer, mask_ratio: float, seed: int, rank: int,
                   index: int) -> Batch:
     """Tokenisation, batched normalisation and masking; the mask depends only on (seed, rank, batch index)."""
     pose = torch.from_numpy(raw["pose"])
     frame_mask = torch.arange(pose.shape[1])[None, :] < torch.from_numpy(raw["lengths"])[:, None]
     input_ids, text_mask = tokenizer(raw["texts"], raw["languages"])
-    with single_threaded():
+    # One thread: a batch is a few hundred thousand numbers, where an OpenMP team costs more than it saves, and
+    # while dataloader workers keep the other cores busy its threads spin against them (benchmarks/loader.py).
+    with torch_threads(1):
         pose = normalize_pose(pose, torch.from_numpy(raw["frame_size"]))
         joint_mask = hierarchical_mask(frame_mask, mask_ratio, np.random.default_rng([seed, rank, index]))
     return Batch(pose=pose, frame_mask=frame_mask, joint_mask=joint_mask, input_ids=input_ids, text_mask=text_mask,

@@ -27,8 +27,9 @@ import logging
 import os
 import re
 import tarfile
+import tokenize
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,8 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import webdataset as wds
 
+from slp.cli_errors import file_problem
 from slp.data.schema import POSE_DTYPE, InvalidSample, Sample, SampleMeta, validate_sample
 
 logger = logging.getLogger(__name__)
@@ -171,28 +172,46 @@ class ShardWriter:
 
 
 _NPY_HEADER = re.compile(rb"'descr':\s*'([^']+)',\s*'fortran_order':\s*False,\s*'shape':\s*\(([0-9, ]*)\)")
+#: What np.load raises on bytes that are not a readable ``.npy`` (and only on those, so a bug of ours still shows
+#: its traceback): ValueError (a malformed header or too little data; UnicodeDecodeError is one), TypeError (a
+#: descr naming no dtype), SyntaxError and tokenize.TokenError (a header that is not a Python literal: numpy's
+#: Python 2 fallback tokenizes it), EOFError / OSError (the bytes end early), MemoryError (a header claiming an
+#: array larger than memory: numpy allocates it before reading).
+NPY_DECODE_ERRORS = (ValueError, TypeError, SyntaxError, tokenize.TokenError, EOFError, OSError, MemoryError)
+#: What json.loads raises on bytes that are not a JSON document: ValueError (JSONDecodeError, UnicodeDecodeError,
+#: an integer of more digits than Python converts), RecursionError (arrays nested deeper than the interpreter's
+#: recursion limit).
+JSON_DECODE_ERRORS = (ValueError, RecursionError)
 
 
 def load_npy(data: bytes) -> np.ndarray:
-    """A C-order ``.npy`` from bytes without np.load's generic header evaluation (a third of decode time)."""
-    if data[:6] != b"\x93NUMPY":
+    """A C-order ``.npy`` from bytes without np.load's generic header evaluation (a third of decode time); bytes
+    that are not a readable ``.npy`` raise :class:`InvalidSample` with the reason."""
+    if data[:6] != b"\x93NUMPY" or len(data) < 10:
         raise InvalidSample("pose.npy is not a .npy file")
     major = data[6]
     size_bytes = 2 if major == 1 else 4
     header_len = int.from_bytes(data[8 : 8 + size_bytes], "little")
     start = 8 + size_bytes
-    match = _NPY_HEADER.search(data[start : start + header_len])
-    if match is None:  # Fortran order or an unusual header: let numpy handle it
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    shape = tuple(int(x) for x in match.group(2).split(b",") if x.strip())
     try:
+        match = _NPY_HEADER.search(data[start : start + header_len])
+        if match is None:  # Fortran order or an unusual header: let numpy handle it
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        shape = tuple(int(x) for x in match.group(2).split(b",") if x.strip())
         return np.frombuffer(data, dtype=match.group(1).decode(), offset=start + header_len).reshape(shape)
-    except ValueError as exc:
-        raise InvalidSample(f"unreadable pose.npy ({exc})") from exc
+    except NPY_DECODE_ERRORS as exc:
+        raise InvalidSample(f"unreadable pose.npy ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line: its type and message (TokenError's message is a tuple)."""
+    message = exc.args[0] if isinstance(exc, tokenize.TokenError) and exc.args else exc
+    return " ".join(f"{type(exc).__name__}: {message}".split())
 
 
 def decode_sample(raw: dict[str, Any]) -> Sample:
-    """A webdataset sample dict (bytes per extension, ``__key__``) → validated :class:`Sample`."""
+    """A webdataset sample dict (bytes per extension, ``__key__``) → validated :class:`Sample`; any member that
+    does not decode is an :class:`InvalidSample` naming it and why."""
     key = raw.get("__key__", "?")
     if "__duplicate__" in raw:
         raise InvalidSample(f"two members with extension {raw['__duplicate__']!r}")
@@ -201,18 +220,15 @@ def decode_sample(raw: dict[str, Any]) -> Sample:
         raise InvalidSample(f"missing member(s) {missing}")
     try:
         data = json.loads(raw["json"].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidSample(f"unreadable json ({exc})") from exc
+    except JSON_DECODE_ERRORS as exc:
+        raise InvalidSample(f"unreadable json ({_reason(exc)})") from exc
     if not isinstance(data, dict):
         raise InvalidSample(f"json is a {type(data).__name__}, not an object")
     try:
         meta = SampleMeta.from_json(data)
     except TypeError as exc:  # a required field missing
         raise InvalidSample(f"json is not sample metadata ({exc})") from exc
-    try:
-        pose = load_npy(raw["pose.npy"])
-    except (ValueError, TypeError, OSError, EOFError) as exc:  # TypeError: a header naming no dtype numpy knows
-        raise InvalidSample(f"unreadable pose.npy ({exc})") from exc
+    pose = load_npy(raw["pose.npy"])
     if pose.dtype != POSE_DTYPE:
         raise InvalidSample(f"pose dtype {pose.dtype}, expected {np.dtype(POSE_DTYPE)}")
     if meta.paired is True:
@@ -273,14 +289,21 @@ def _header_number(field: bytes) -> int:
 
 
 def _pax_records(data: bytes) -> dict[str, str]:
-    """``"<length> <key>=<value>\\n"`` records of a PAX extended header."""
+    """``"<length> <key>=<value>\\n"`` records of a PAX extended header; :class:`TarFormatError` when they are not."""
     records, position = {}, 0
-    while position < len(data) and data[position:position + 1] != b"\0":
-        space = data.index(b" ", position)
-        end = position + int(data[position:space])
-        key, _, value = data[space + 1 : end - 1].partition(b"=")
-        records[key.decode("utf-8")] = value.decode("utf-8", "surrogateescape")
-        position = end
+    try:
+        while position < len(data) and data[position:position + 1] != b"\0":
+            space = data.index(b" ", position)
+            end = position + int(data[position:space])
+            if end <= space:
+                raise ValueError(f"record length {end - position} at byte {position}")
+            key, _, value = data[space + 1 : end - 1].partition(b"=")
+            records[key.decode("utf-8")] = value.decode("utf-8", "surrogateescape")
+            position = end
+        if "size" in records and int(records["size"]) < 0:
+            raise ValueError(f"size {records['size']}")
+    except ValueError as exc:  # no length, a length or size that is not a count, a key that is not UTF-8
+        raise TarFormatError(f"unreadable PAX header ({exc})") from None
     return records
 
 
@@ -372,6 +395,8 @@ def iter_samples(urls: Iterable[str | Path], stats: ReadStats | None = None,
     """Stream validated samples from shards; malformed samples and truncated tars are logged, counted, skipped.
     ``on_invalid`` is also given each skipped sample's members (bytes per extension) and the reason, for a caller
     that looks into what the reader refuses (``slp-curate audit``)."""
+    import webdataset as wds  # here, not at the top: it imports torch, which writing and checking shards do not need
+
     stats = stats if stats is not None else ReadStats()
     for url in map(str, urls):
         truncated = not _is_complete_tar(url)
@@ -476,6 +501,31 @@ def write_manifest(rows: Iterable[dict[str, Any]], path: str | Path) -> int:
 
 def read_manifest(path: str | Path) -> pa.Table:
     return pq.read_table(path)
+
+
+def check_parquet(path: str | Path, columns: Sequence[str]) -> list[str]:
+    """The column names of the Parquet file ``path``, which must hold ``columns``. ``ValueError`` naming the file
+    when it is missing, a folder, unreadable, not a whole Parquet file (truncated, another format) or lacks one of
+    ``columns`` (another tool's table)."""
+    if problem := file_problem(path):
+        raise ValueError(f"{path}: {problem}")
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
+    if missing := [c for c in columns if c not in names]:
+        raise ValueError(f"{path}: lacks the column(s) {missing}")
+    return names
+
+
+def read_parquet(path: str | Path, columns: Sequence[str], optional: Sequence[str] = ()) -> pa.Table:
+    """The ``columns`` of the Parquet file ``path``, and those of ``optional`` it has; ``ValueError`` as for
+    :func:`check_parquet`, and for data pages that do not read."""
+    names = check_parquet(path, columns)
+    try:
+        return pq.read_table(path, columns=[*columns, *(c for c in optional if c in names)])
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
 
 
 MANIFEST_NAME = "manifest.parquet"

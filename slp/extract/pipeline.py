@@ -3,41 +3,47 @@
 Per video (:func:`extract_video`, the same code on every engine): decode with PyAV, run the backend on batches of
 frames, associate people across frames and keep the main signer (:mod:`slp.extract.tracking`), write
 ``<out>/<key>.pose`` (:func:`pose_file_bytes`). A video's key is its path relative to the video folder (or the
-list's folder) without the suffix, so ``DIR/a/b.mp4`` becomes ``OUT/a/b.pose``.
+list's folder, or the video's own folder) without the suffix, so ``DIR/a/b.mp4`` becomes ``OUT/a/b.pose``.
 
 The ``.pose`` file is pose-format v0.2, one person, the four components ``BODY(23) FACE(68) LEFT_HAND(21)
 RIGHT_HAND(21)`` with ``XYC`` points (what :func:`slp.pose.readers.read_pose` and the curation adapters read),
 the video's fps (float32) and frame size in the header, missing points as (0, 0, confidence 0), followed by a
-provenance trailer (:func:`slp.pose.convert.provenance_trailer`: the source layout and the estimator's name and
-version; pose-format headers have no field for them, and pose-format's reader stops before it). The bytes depend
-only on the video and the backend: the same on every engine and worker count.
+provenance trailer (:func:`slp.pose.convert.provenance_trailer`: the source layout, the estimator's name and
+version, and the video's absolute path, which renders draw the points on; pose-format headers have no field for
+them, and pose-format's reader stops before it). The bytes depend only on the video (its path included) and the
+backend: the same on every engine and worker count.
 
 A run is resumable: a video whose ``.pose`` exists is skipped; a file is written under a hidden temporary name
 (``.<name>.pose.tmp``, :func:`slp.data.shards.write_bytes_atomic`) and renamed when complete, so a killed run
 leaves no partial ``.pose`` (the next run removes its temporaries). Failed videos (:data:`FAILURE_REASONS`) get
 no file, are listed in ``failures.jsonl`` and are tried again by the next run. ``summary.json`` counts the videos
-and frames and the rates. Only one run at a time may write an output folder.
+and frames and the rates of the run, and holds a record (video, frames, estimator) of every ``.pose`` in the
+output folder, those of earlier runs included (:func:`run_extraction`). Only one run at a time may write an output
+folder.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from slp.cli_errors import file_problem
 from slp.data.shards import write_bytes_atomic, write_summary
 from slp.extract.backends import Backend, BackendError, BackendSpec, BackendUnavailable
 from slp.extract.tracking import Detection, main_track
 from slp.pose.convert import Provenance, provenance_trailer
 from slp.pose.export import Component, pose_bytes
 from slp.pose.layout import COCO_WHOLEBODY_POINT_NAMES, HAND_TREE, INNER_LIPS_LOOP, PART_COLORS
+from slp.threads import set_process_threads
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv", ".mts", ".ts")
 #: Why a video has no ``.pose``: PyAV cannot read it, it decodes to no frame, nobody is detected in it, the
@@ -72,22 +78,84 @@ class VideoResult:
     estimator: str = ""
 
 
-def list_videos(source: str | Path) -> list[VideoJob]:
-    """The videos of a folder (searched recursively for :data:`VIDEO_SUFFIXES`) or of a list file (one path a line,
-    relative to the list's folder; blank lines and ``#`` comments skipped), sorted by key.
+@dataclass
+class VideoListing:
+    """What :func:`list_videos` found besides the videos: the kind of source it was given (``video``: one video
+    file, ``folder``, ``list``: a list file) and the subfolders of a folder it could not read, each
+    ``"<path> (<reason>)"``: their videos are skipped, the rest is listed."""
 
-    Raises ``ValueError`` for a missing source or two videos with the same key (``a.mp4`` and ``a.mkv``).
-    """
+    kind: str = ""
+    unreadable_folders: list[str] = field(default_factory=list)
+
+
+def source_kind(source: str | Path) -> str:
+    """How :func:`list_videos` reads ``source``: ``folder`` (a folder), ``video`` (a path with a video suffix,
+    :data:`VIDEO_SUFFIXES`) or ``list`` (anything else: a text file of paths)."""
     source = Path(source)
     if source.is_dir():
-        root = source
-        paths = [p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()]
-    elif source.is_file():
-        root = source.parent
-        lines = source.read_text(encoding="utf-8").splitlines()
-        paths = [root / line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    else:
+        return "folder"
+    return "video" if source.suffix.lower() in VIDEO_SUFFIXES else "list"
+
+
+def _folder_videos(root: Path, listing: VideoListing) -> list[Path]:
+    """The videos under ``root`` (recursively). A subfolder that cannot be read is noted in ``listing`` and
+    skipped; ``root`` itself unreadable is a ``ValueError`` (os.walk would otherwise yield nothing: "0 videos")."""
+    def unreadable(error: OSError) -> None:
+        reason = error.strerror or str(error)
+        if Path(error.filename) == root:
+            raise ValueError(f"{root}: cannot read the folder ({reason})")
+        listing.unreadable_folders.append(f"{error.filename} ({reason})")
+
+    return [Path(folder) / name for folder, _, names in os.walk(root, onerror=unreadable) for name in names
+            if Path(name).suffix.lower() in VIDEO_SUFFIXES]
+
+
+def _listed_videos(source: Path) -> list[Path]:
+    """The paths of a list file: one a line, relative to its folder; blank lines and ``#`` comments skipped. A
+    listed path that does not exist is listed (its extraction fails, the run goes on); a listed folder is an
+    error."""
+    if not source.exists():
         raise ValueError(f"{source}: no such video folder or list file")
+    if problem := file_problem(source):
+        raise ValueError(f"{source}: {problem}")
+    try:
+        text = source.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{source}: not a list file: not UTF-8 text ({exc.reason} at byte {exc.start}); a video "
+                         f"needs one of the suffixes {', '.join(VIDEO_SUFFIXES)}") from None
+    except OSError as exc:
+        raise ValueError(f"{source}: cannot read the list file ({exc.strerror or exc})") from None
+    paths = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if (line := line.strip()) and not line.startswith("#"):
+            path = source.parent / line
+            if path.is_dir():  # its videos are not listed: a mistake of the list, not a video that fails
+                raise ValueError(f"{source}:{number}: {path} is a folder; list its videos, one a line, or give the "
+                                 f"folder as --videos")
+            paths.append(path)
+    return paths
+
+
+def list_videos(source: str | Path, listing: VideoListing | None = None) -> list[VideoJob]:
+    """The videos of ``source``, sorted by key: one video file, a folder (searched recursively for
+    :data:`VIDEO_SUFFIXES`) or a list file (one path a line, relative to the list's folder; blank lines and ``#``
+    comments skipped); :func:`source_kind` decides which by the path. ``listing`` receives the kind and the
+    subfolders that could not be read.
+
+    Raises ``ValueError`` for a missing or unreadable source, a list file that is not UTF-8 text, and two videos
+    with the same key (``a.mp4`` and ``a.mkv``).
+    """
+    source = Path(source)
+    listing = listing if listing is not None else VideoListing()
+    listing.kind = source_kind(source)
+    if listing.kind == "folder":
+        root, paths = source, _folder_videos(source, listing)
+    elif listing.kind == "video":
+        if problem := file_problem(source):
+            raise ValueError(f"{source}: {problem}")
+        root, paths = source.parent, [source]
+    else:
+        root, paths = source.parent, _listed_videos(source)
     jobs: dict[str, VideoJob] = {}
     for path in paths:
         try:
@@ -173,7 +241,8 @@ def extract_video(job: VideoJob, backend: Backend, out_dir: str | Path,
         return _failed(job, "no_person", f"nobody detected in {len(frames)} frames", len(frames), estimator)
     keypoints = main_track(frames, *size)
     write_bytes_atomic(output_path(out_dir, job.key),
-                       pose_file_bytes(keypoints, fps, size[0], size[1], Provenance(backend.layout, estimator)))
+                       pose_file_bytes(keypoints, fps, size[0], size[1],
+                                       Provenance(backend.layout, estimator, os.path.abspath(job.path))))
     return VideoResult(job.key, job.path, "extracted", len(frames), estimator=estimator)
 
 
@@ -210,8 +279,9 @@ class VideoExtractor:
 _WORKER: VideoExtractor | None = None
 
 
-def _worker_init(spec: BackendSpec, out_dir: str, batch_size: int) -> None:
+def _worker_init(spec: BackendSpec, out_dir: str, batch_size: int, workers: int) -> None:
     global _WORKER
+    set_process_threads(workers)
     _WORKER = VideoExtractor(spec, out_dir, batch_size)
 
 
@@ -237,8 +307,9 @@ def iter_local(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, bat
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init,
-                             initargs=(spec, str(out_dir), batch_size)) as pool:
+    workers = min(workers, len(jobs))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                             initargs=(spec, str(out_dir), batch_size, workers)) as pool:
         pending = iter(jobs)
         running = {pool.submit(_worker_extract, job) for job in _take(pending, 2 * workers)}
         try:
@@ -265,11 +336,45 @@ def remove_temporaries(out_dir: str | Path) -> int:
     return removed
 
 
+def _earlier_records(out_dir: Path) -> dict[str, dict]:
+    """The per-file records (``files``) of the summary an earlier run left in ``out_dir``; {} when there is none or
+    it is not one of ours, and the files are then read back instead (:func:`_pose_record`)."""
+    try:
+        earlier = json.loads((out_dir / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no summary yet (a first or killed run), or not JSON (ValueError: bad bytes)
+        return {}
+    files = earlier.get("files") if isinstance(earlier, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    return {key: record for key, record in files.items() if isinstance(record, dict)
+            and isinstance(record.get("frames"), int) and isinstance(record.get("estimator"), str)
+            and isinstance(record.get("video"), str)}
+
+
+def _pose_record(path: Path, video: str) -> dict | None:
+    """The record of a ``.pose`` an earlier run wrote, from the file itself (None when it does not read back)."""
+    from slp.pose.readers import PoseFormatError, read_pose
+
+    try:
+        seq = read_pose(path)
+    except PoseFormatError:
+        return None
+    return {"video": video, "frames": seq.num_frames, "estimator": seq.estimator}
+
+
 def run_extraction(source_jobs: Iterable[VideoJob], out_dir: str | Path, spec: BackendSpec, *, engine: str = "local",
                    workers: int = 1, batch_size: int = DEFAULT_BATCH_SIZE, ray_address: str | None = None,
-                   gpus_per_worker: float | None = None, progress: bool = True) -> dict:
+                   gpus_per_worker: float | None = None, progress: bool = True,
+                   unreadable_folders: Sequence[str] = ()) -> dict:
     """Extract every video of ``source_jobs`` without a ``.pose`` in ``out_dir`` yet, on the ``local`` engine or
     ``ray`` (:mod:`slp.extract.ray_engine`); writes ``failures.jsonl`` and ``summary.json`` and returns the summary.
+
+    The summary counts this run (``extracted``, ``failed``, ``frames``: the frames it decoded, and the rates) and
+    every ``.pose`` in ``out_dir`` (``files``: key → video, frames, estimator; ``pose_files``, ``pose_frames``),
+    those of earlier runs included: their records are carried over from the earlier summary, or read back from
+    the files when it lacks them (a killed run). A ``.pose`` of a video to extract that does not read back is
+    extracted again; one of no such video is listed in ``unreadable_pose_files``. ``unreadable_folders`` (of
+    :class:`VideoListing`) are recorded in the summary.
 
     Raises :class:`BackendUnavailable` when the estimator cannot run here.
     """
@@ -278,7 +383,19 @@ def run_extraction(source_jobs: Iterable[VideoJob], out_dir: str | Path, spec: B
     jobs = list(source_jobs)
     spec.build()  # an unknown backend fails here, before any worker starts
     temporaries = remove_temporaries(out_dir)
-    todo = [job for job in jobs if not output_path(out_dir, job.key).exists()]
+    videos = {job.key: job.path for job in jobs}
+    earlier = _earlier_records(out_dir)
+    files: dict[str, dict] = {}
+    unreadable: set[str] = set()
+    for path in out_dir.rglob("*.pose"):
+        key = path.relative_to(out_dir).with_suffix("").as_posix()
+        record = earlier.get(key) or _pose_record(path, videos.get(key, ""))
+        if record is None:
+            unreadable.add(key)
+        else:
+            files[key] = record
+    already_done = [job.key for job in jobs if job.key in files]
+    todo = [job for job in jobs if job.key not in files]
     if engine == "local":
         results = iter_local(todo, spec, out_dir, batch_size, workers)
     elif engine == "ray":
@@ -306,13 +423,16 @@ def run_extraction(source_jobs: Iterable[VideoJob], out_dir: str | Path, spec: B
     write_bytes_atomic(out_dir / FAILURES_LOG,
                        "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in failures).encode("utf-8"))
     extracted = [r for r in done if r.status == "extracted"]
+    files.update((r.key, {"video": r.video, "frames": r.frames, "estimator": r.estimator}) for r in extracted)
     summary = {
         "backend": spec.name,
-        "estimators": sorted({r.estimator for r in done if r.estimator}),
+        "estimators": sorted({r.estimator for r in done if r.estimator}
+                             | {f["estimator"] for f in files.values() if f["estimator"]}),
         "engine": engine,
         "workers": workers,
         "videos": len(jobs),
-        "already_done": len(jobs) - len(todo),
+        "already_done": len(already_done),
+        "already_done_frames": sum(files[key]["frames"] for key in already_done),
         "extracted": len(extracted),
         "failed": len(failures),
         "failures_by_reason": dict(sorted(Counter(r.reason for r in failures).items())),
@@ -322,6 +442,11 @@ def run_extraction(source_jobs: Iterable[VideoJob], out_dir: str | Path, spec: B
         "videos_per_second": round(len(done) / seconds, 3) if seconds > 0 else 0.0,
         "frames_per_second": round(frames / seconds, 2) if seconds > 0 else 0.0,
         "temporaries_removed": temporaries,
+        "pose_files": len(files),
+        "pose_frames": sum(f["frames"] for f in files.values()),
+        "files": dict(sorted(files.items())),
+        "unreadable_pose_files": sorted(unreadable - files.keys()),
+        "unreadable_folders": list(unreadable_folders),
     }
     write_summary(out_dir / SUMMARY, summary)
     return summary

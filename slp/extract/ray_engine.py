@@ -15,9 +15,11 @@ after it.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from slp import DISTRIBUTION
 from slp.extract.backends import BackendSpec, BackendUnavailable
 from slp.extract.pipeline import VideoExtractor, VideoJob, VideoResult
 
@@ -53,9 +55,12 @@ def iter_ray(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch
     try:
         import ray
     except ImportError as exc:
-        raise BackendUnavailable(f"the ray engine needs Ray ({exc}): pip install 'ray[data]' (the slp[ray] "
-                                 f"extra)") from exc
+        raise BackendUnavailable(f"the ray engine needs Ray ({exc}): pip install 'ray[data]' (the "
+                                 f"{DISTRIBUTION}[ray] extra)") from exc
     started_here = not ray.is_initialized()
+    # ray.init sets variables of this process's environment (PYTHONBREAKPOINT, RAY_AUTH_MODE, ...): a Ray that this
+    # call starts and shuts down leaves the caller's environment as it found it.
+    environment = dict(os.environ)
     if started_here:
         if address:
             ray.init(address=address, log_to_driver=False)
@@ -82,3 +87,5 @@ def iter_ray(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch
     finally:
         if started_here:
             ray.shutdown()
+            os.environ.clear()
+            os.environ.update(environment)

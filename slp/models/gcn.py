@@ -9,23 +9,12 @@ flattened group by group and projected to one manual and one non-manual frame fe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
 import numpy as np
 import torch
 from torch import nn
 
+from slp.models.configuration import PoseEmbeddingConfig
 from slp.pose.layout import MANUAL_INDICES, NON_MANUAL_INDICES, NUM_POINTS, adjacency
-
-
-@dataclass
-class PoseEmbeddingConfig:
-    kind: Literal["gcn", "linear"] = "gcn"  # Table XIX
-    channels: list[int] = field(default_factory=lambda: [64, 64, 128])  # GCN block widths
-    manual_dim: int = 512
-    non_manual_dim: int = 512
-    dropout: float = 0.0
 
 
 def normalized_adjacency() -> torch.Tensor:

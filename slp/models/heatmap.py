@@ -24,24 +24,13 @@ the temporal max pools follow ReLUs, so a zero never wins over a valid frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from slp.losses.nla import mix_poses
+from slp.models.configuration import HeatmapConfig
 from slp.pose.layout import NUM_POINTS
-
-
-@dataclass
-class HeatmapConfig:
-    size: int = 112  # H = W of the heatmaps (NLA-SLR: 112)
-    sigma: float = 4.0  # Gaussian σ in heatmap pixels (NLA-SLR: 4 at 112)
-    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])  # output channels of each stage
-    spatial_kernel: int = 3
-    temporal_kernel: int = 3
-    two_clip: bool = True  # VKNet: a network on all frames and one on a crop of half of them, laterally connected
 
 
 def render_heatmaps(pose: torch.Tensor, size: int, sigma: float) -> torch.Tensor:

@@ -2,10 +2,15 @@
 (:func:`render_model_card`), and the blocks every slp card is made of (:func:`render_card`; fine-tuned heads'
 cards: :mod:`finetune.export`).
 
-Hugging Face YAML metadata first, then what a user of the model must match to get meaningful outputs: the
+Hugging Face YAML metadata first, then how to install slp and run the model (a Python example that runs as
+written once ``ORG/NAME`` is the repository or folder), what the model is for and what it is not (a model trained on
+slp's synthetic corpus says it is a demo), then what a user of the model must match to get meaningful outputs: the
 architecture and its config, the pose specification (the 79 points by COCO-WholeBody index, the normalisation,
 the estimator the model was trained on), the training data (per-dataset counts and the manifest's sha256) and,
-when given, a metrics table.
+when given, the pre-training run's figures and a metrics table.
+
+A card names no path of the machine that wrote it: a text model that was a local folder is described, not named
+(:func:`text_model_reference`).
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ from typing import Any
 
 import yaml
 
+from slp import DISTRIBUTION
 from slp.pose.export import COMPONENT_NAMES, POINT_NAMES
 from slp.pose.layout import NUM_POINTS, PART_NAMES, POINT_PART, WHOLEBODY_INDICES
+from slp.synthetic.corpus import DATASET as SYNTHETIC_DATASET
 
 LICENSE = "apache-2.0"
 TAGS = ("sign-language", "pose", "keypoints", "coco-wholebody", "safetensors")
 _TRAINING_DATA_KEYS = {"counts", "manifest_sha256"}
+#: What the placeholder of a card's examples stands for: a Hub repository id or the folder itself.
+PLACEHOLDER = "ORG/NAME"
 
 
 def training_data_from_manifest(paths: str | Path | Sequence[str | Path],
@@ -82,7 +91,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 def front_matter(pipeline_tag: str | None, tags: Sequence[str] = (), **extra: Any) -> str:
     """The Hugging Face YAML metadata block: library, licence, ``pipeline_tag`` (None: none fits), the common
     :data:`TAGS` then ``tags``, then ``extra`` keys (``base_model``, ``model-index``…)."""
-    metadata: dict[str, Any] = {"library_name": "slp", "license": LICENSE}
+    metadata: dict[str, Any] = {"library_name": DISTRIBUTION, "license": LICENSE}
     if pipeline_tag:
         metadata["pipeline_tag"] = pipeline_tag
     metadata["tags"] = [*TAGS, *(t for t in tags if t not in TAGS)]
@@ -90,10 +99,94 @@ def front_matter(pipeline_tag: str | None, tags: Sequence[str] = (), **extra: An
     return "---\n" + yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True) + "---"
 
 
-def config_section(config: Any) -> str:
-    """``## Config``: the dataclass ``config`` as YAML."""
-    return "## Config\n\n```yaml\n" + yaml.safe_dump(dataclasses.asdict(config), sort_keys=False,
-                                                      allow_unicode=True).rstrip() + "\n```"
+def is_hub_id(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` is a Hugging Face Hub repository id rather than a local path: no file or folder of
+    that name here, and a valid id (``name`` or ``org/name``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(name_or_path).exists():
+        return False
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        return False
+    return True
+
+
+def text_model_reference(name_or_path: str) -> str:
+    """How a card names a text model: a Hub repository id in backquotes; a local folder (any path) as "a local text
+    model", its path meaning nothing on another machine."""
+    return f"`{name_or_path}`" if is_hub_id(name_or_path) else "a local text model"
+
+
+def sha256_of_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def usage_section(python: str, *more: str) -> str:
+    """``## Usage``: the install line, the ``python`` example (code, without fences; :data:`PLACEHOLDER` names the
+    model) and ``more`` paragraphs."""
+    return "\n\n".join(["## Usage", f"```bash\npip install {DISTRIBUTION}   # the import package is `slp`\n```",
+                         f"```python\n{python.strip()}\n```", *more])
+
+
+def intended_use_section(datasets: Mapping[str, int] | None, *, model: str, synthetic_content: str = "") -> str:
+    """``## Intended use and limitations`` of a ``model`` (its kind, e.g. "pose encoder") trained on ``datasets``
+    (dataset → samples; None: not recorded). Training on slp's synthetic corpus only makes it a demo model
+    (``synthetic_content``: what of the corpus it learnt, e.g. "30 synthetic glosses")."""
+    datasets = {name: int(n) for name, n in (datasets or {}).items() if int(n) > 0}
+    common = ("Its inputs must be poses as the pose specification below describes (the same 79 points, normalised "
+              "the same way, ideally from the same estimator); it was not evaluated for the accuracy it reaches on "
+              "other signers, sign languages, camera set-ups or estimators than those of its training data, so "
+              "measure that on your own data before relying on it, and do not use it to make decisions about "
+              "people.")
+    if not datasets:
+        scope = (f"A research {model} for sign-language poses. Its training data was not recorded with this export: "
+                 "it is unknown which signers and sign languages it has seen.")
+    elif set(datasets) == {SYNTHETIC_DATASET}:
+        learnt = synthetic_content or "synthetic signs and sentences"
+        scope = (f"**A demo model.** This {model} was trained only on slp's procedural synthetic signer corpus "
+                 f"(dataset `{SYNTHETIC_DATASET}`): {learnt} performed by generated skeletons, no recording of a "
+                 "person. It shows slp's pipeline end to end; it has never seen a real signer and is not meant for "
+                 "real signers' poses or any real use, and its metrics are those of synthetic data.")
+    else:
+        names = ", ".join(f"`{name}`" for name in datasets)
+        scope = f"A research {model} for sign-language poses, trained on {names} (see *Training data*)."
+        if SYNTHETIC_DATASET in datasets:
+            scope += (f" {datasets[SYNTHETIC_DATASET]:,} of its {sum(datasets.values()):,} training samples are "
+                      "slp's procedural synthetic signers, not recordings of people.")
+    return "## Intended use and limitations\n\n" + scope + " " + common
+
+
+def pretraining_section(figures: Mapping[str, Any], intro: str = "") -> str:
+    """``## Pre-training run``: ``figures`` as :func:`pretrain.trainer.export_figures` records them (``steps``,
+    ``total_steps``, ``world_size``, ``resumed_from`` and the ``final`` step's losses, τ and learning rate), after
+    ``intro`` when given."""
+    text = intro + f"Pre-trained for {int(figures['steps']):,} of {int(figures['total_steps']):,} optimiser steps"
+    if figures.get("world_size"):
+        text += f" on {int(figures['world_size'])} rank(s)"
+    if figures.get("resumed_from"):
+        text += f" (resumed from step {int(figures['resumed_from']):,})"
+    text += "."
+    final = dict(figures.get("final") or {})
+    if not final:
+        return "## Pre-training run\n\n" + text
+    names = {"loss": "objective (L_PR + λ L_STC)", "loss_pr": "L_PR (masked pose reconstruction)",
+             "loss_stc": "L_STC (sign-text contrastive)", "temperature": "τ", "lr": "learning rate"}
+    rows = [(names.get(k, k), f"{v:.4g}") for k, v in final.items() if isinstance(v, (int, float))]
+    return ("## Pre-training run\n\n" + text + " The global batch's values at the last step:\n\n"
+            + _table(("value", "last step"), rows))
+
+
+def config_section(config: Any, note: str = "") -> str:
+    """``## Config``: ``config`` (a dataclass or a mapping) as YAML, after ``note`` when given."""
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return ("## Config\n\n" + (note + "\n\n" if note else "") + "```yaml\n"
+            + yaml.safe_dump(values, sort_keys=False, allow_unicode=True).rstrip() + "\n```")
 
 
 def pose_specification_section(pose_estimator: str, outputs: str = "Features") -> str:
@@ -150,27 +243,33 @@ def metrics_table(columns: Mapping[str, Mapping[str, Any]]) -> str:
                                          for name in names])
 
 
-def render_card(title: str, description: str, usage: str, config: Any, *, pose_estimator: str = "",
-                training_data: Mapping[str, Any] | None = None, training_note: str = "",
-                metrics: str = "", outputs: str = "Features", metadata: str) -> str:
+def render_card(title: str, description: str, usage: str, intended_use: str, config: Any, *, config_note: str = "",
+                pose_estimator: str = "", training_data: Mapping[str, Any] | None = None, training_note: str = "",
+                pretraining: str = "", metrics: str = "", outputs: str = "Features", metadata: str) -> str:
     """A model card: ``metadata`` (:func:`front_matter`), ``# title``, the ``description`` paragraph(s), the
-    ``usage`` code, the config, the pose specification, the training data and, when given, the ``metrics``
-    section's body (a table, :func:`metrics_table`)."""
-    sections = [metadata, f"# {title}", description, usage, config_section(config),
+    ``usage`` section (:func:`usage_section`), the ``intended_use`` section (:func:`intended_use_section`), the
+    config (:func:`config_section`, with ``config_note``), the pose specification, the training data and, when
+    given, the ``pretraining`` section (:func:`pretraining_section`) and the ``metrics`` section's body (a table,
+    :func:`metrics_table`)."""
+    sections = [metadata, f"# {title}", description, usage, intended_use, config_section(config, config_note),
                 pose_specification_section(pose_estimator, outputs),
                 training_data_section(training_data, training_note)]
+    if pretraining:
+        sections.append(pretraining)
     if metrics:
         sections.append("## Metrics\n\n" + metrics)
     return "\n\n".join(sections) + "\n"
 
 
 def render_model_card(config: Any, *, num_parameters: int, output_dim: int, pose_estimator: str = "",
-                      training_data: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None) -> str:
+                      training_data: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
+                      pretraining: Mapping[str, Any] | None = None) -> str:
     """The card's text for an encoder of ``config`` (a :class:`SignEncoderConfig`).
 
     ``pose_estimator``: the estimator (name and version) of the training poses, ``""`` when unknown;
     ``training_data``: ``{"counts": {dataset: samples}, "manifest_sha256": str}`` (either key may be left out;
-    :func:`training_data_from_manifest` builds it), None when unknown; ``metrics``: name → value, None for none.
+    :func:`training_data_from_manifest` builds it), None when unknown; ``metrics``: name → value, None for none;
+    ``pretraining``: the pre-training run's figures (:func:`pretraining_section`), None when unknown.
     """
     streams = [name for name, on in (("manual", config.use_manual), ("non-manual", config.use_non_manual)) if on]
     description = (
@@ -179,8 +278,26 @@ def render_model_card(config: Any, *, num_parameters: int, output_dim: int, pose
         f"for the {' and '.join(streams)} points, concatenated per frame. Input: normalised poses `(B, T, 79, 3)` "
         f"and a valid-frame mask `(B, T)`; output: features `(B, T, {output_dim})`, 0 at padded frames. "
         f"{num_parameters:,} parameters.")
-    usage = ("```python\nfrom slp.models.sign_encoder import SignPoseEncoder\n\n"
-             'encoder = SignPoseEncoder.from_pretrained("ORG/NAME")  # a Hub repository id or a local folder\n```')
-    return render_card("SignPoseEncoder", description, usage, config, pose_estimator=pose_estimator,
-                       training_data=training_data, metrics=metrics_table({"value": metrics}) if metrics else "",
+    frames = min(32, config.max_frames)
+    usage = usage_section(f'''
+import torch
+
+from slp.models.sign_encoder import SignPoseEncoder
+from slp.pose.normalize import normalize_pose
+
+encoder = SignPoseEncoder.from_pretrained("{PLACEHOLDER}").eval()  # a Hub repository id or a local folder
+# A clip of {frames} frames as slp's shards hold it, (T, 79, 3): x / width, y / height, confidence (random here;
+# slp.pose.readers.read_pose and to_shard_pose make one from a pose file), normalised for a 640 × 480 frame.
+clip = torch.rand({frames}, 79, 3)
+pose = normalize_pose(clip, torch.tensor([640.0, 480.0]))[None]  # (1, T, 79, 3)
+frame_mask = torch.ones(1, {frames}, dtype=torch.bool)  # True at real frames, False at padding
+with torch.no_grad():
+    features = encoder(pose, frame_mask)
+print(features.shape)  # (1, {frames}, {output_dim})
+''')
+    return render_card("SignPoseEncoder", description, usage,
+                       intended_use_section((training_data or {}).get("counts"), model="pose encoder"), config,
+                       pose_estimator=pose_estimator, training_data=training_data,
+                       pretraining=pretraining_section(pretraining) if pretraining else "",
+                       metrics=metrics_table({"value": metrics}) if metrics else "",
                        metadata=front_matter("feature-extraction"))

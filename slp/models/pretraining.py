@@ -25,6 +25,7 @@ from slp.models.alignment import (
     AlignmentConfig,
     ProjectionMLP,
     SignTextAlignment,
+    remove_text_model_copy,
 )
 from slp.models.sign_encoder import CARD_NAME, SignEncoderConfig, SignPoseEncoder
 from slp.pose.layout import NUM_POINTS
@@ -115,13 +116,14 @@ class PretrainingModel(nn.Module):
     def save_pretrained(self, directory: str | Path, *, text_model: str, **card: Any) -> Path:
         """The encoder's :meth:`SignPoseEncoder.save_pretrained` folder (``card``: its model card's keywords) plus,
         when L_STC was on, the alignment module (:meth:`SignTextAlignment.save_pretrained`, trained against the text
-        encoder ``text_model``) with its section in the card. Without L_STC the projectors and τ never learnt:
-        nothing of them is exported, and files an earlier export left in ``directory`` are removed, so no head
-        starts from projectors that do not belong to this encoder."""
+        encoder ``text_model``, copied into the folder when it is a local one) with its section in the card. Without
+        L_STC the projectors and τ never learnt: nothing of them is exported, and files an earlier export left in
+        ``directory`` are removed, so no head starts from projectors that do not belong to this encoder."""
         directory = self.encoder.save_pretrained(directory, **card)
         if not self.loss_cfg.use_stc:
             for name in (ALIGNMENT_CONFIG_NAME, ALIGNMENT_WEIGHTS_NAME):
                 (directory / name).unlink(missing_ok=True)
+            remove_text_model_copy(directory)
             return directory
         self.alignment.save_pretrained(directory, text_model=text_model)
         with open(directory / CARD_NAME, "a", encoding="utf-8") as f:

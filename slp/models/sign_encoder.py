@@ -2,8 +2,10 @@
 
 F_SE = concat(manual encoder(manual frame features), non-manual encoder(non-manual frame features)), a
 ``t × (d1 + d2)`` sequence (paper §III-B). This is the object pre-training exports and every fine-tuning head
-starts from: :meth:`SignPoseEncoder.save_pretrained` writes ``model.safetensors``, ``config.json`` and a model card
-``README.md`` (:mod:`slp.models.model_card`); :meth:`SignPoseEncoder.from_pretrained` reads such a folder or a
+starts from: :meth:`SignPoseEncoder.save_pretrained` writes ``model.safetensors``, ``config.json``, a model card
+``README.md`` (:mod:`slp.models.model_card`) and ``training.json`` (what the card states about the training, for
+programs: the weights' sha256, the training data, the estimator, the pre-training run's figures; a fine-tuned head's
+card cites the encoder it started from by it); :meth:`SignPoseEncoder.from_pretrained` reads such a folder or a
 Hugging Face Hub repository.
 """
 
@@ -13,43 +15,22 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from slp.config import from_dict
-from slp.models.gcn import PoseEmbedding, PoseEmbeddingConfig
-from slp.models.model_card import render_model_card
+from slp.models.configuration import SignEncoderConfig, StreamConfig
+from slp.models.gcn import PoseEmbedding
+from slp.models.model_card import render_model_card, sha256_of_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-
-
-@dataclass
-class StreamConfig:
-    """One transformer stream (manual or non-manual)."""
-
-    width: int = 1024  # d1 (manual) or d2 (non-manual)
-    num_layers: int = 8
-    num_heads: int = 16
-    ffn_ratio: float = 4.0
-
-
-@dataclass
-class SignEncoderConfig:
-    embedding: PoseEmbeddingConfig = field(default_factory=PoseEmbeddingConfig)
-    manual: StreamConfig = field(default_factory=lambda: StreamConfig(width=1024))
-    non_manual: StreamConfig = field(default_factory=lambda: StreamConfig(width=1536))
-    positions: Literal["learned", "sinusoidal"] = "learned"
-    max_frames: int = 256
-    dropout: float = 0.1
-    use_manual: bool = True  # Table XV ablations: switch a stream off
-    use_non_manual: bool = True
+TRAINING_RECORD_NAME = "training.json"
 
 
 def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
@@ -124,31 +105,55 @@ class SignPoseEncoder(nn.Module):
 
     def save_pretrained(self, directory: str | Path, *, pose_estimator: str = "",
                         training_data: Mapping[str, Any] | None = None,
-                        metrics: Mapping[str, Any] | None = None) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and the model card ``README.md`` (a folder ready to upload
-        to the Hugging Face Hub); the keyword arguments go into the card (:func:`render_model_card`)."""
+                        metrics: Mapping[str, Any] | None = None,
+                        pretraining: Mapping[str, Any] | None = None) -> Path:
+        """Write ``model.safetensors``, ``config.json``, the model card ``README.md`` (a folder ready to upload
+        to the Hugging Face Hub) and ``training.json``; the keyword arguments go into the card
+        (:func:`render_model_card`) and the record."""
         card = render_model_card(self.config, num_parameters=sum(p.numel() for p in self.parameters()),
                                  output_dim=self.output_dim, pose_estimator=pose_estimator,
-                                 training_data=training_data, metrics=metrics)
+                                 training_data=training_data, metrics=metrics, pretraining=pretraining)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, directory / WEIGHTS_NAME)
         (directory / CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
         (directory / CARD_NAME).write_text(card, encoding="utf-8")
+        record = {"weights_sha256": sha256_of_file(directory / WEIGHTS_NAME), "pose_estimator": pose_estimator,
+                  "training_data": training_data, "pretraining": pretraining}
+        (directory / TRAINING_RECORD_NAME).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
+                                                      encoding="utf-8")
         return directory
+
+    @staticmethod
+    def training_record(name_or_path: str | Path, *, revision: str | None = None) -> dict[str, Any]:
+        """The ``training.json`` of a :meth:`save_pretrained` folder or Hub repository (as :meth:`from_pretrained`
+        finds it); an export without one (written before it existed) gives ``{"weights_sha256": ...}`` alone."""
+        directory = export_folder(name_or_path, revision)
+        path = directory / TRAINING_RECORD_NAME
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+        return {"weights_sha256": sha256_of_file(directory / WEIGHTS_NAME)}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None) -> SignPoseEncoder:
         """Load a :meth:`save_pretrained` folder, or a Hugging Face Hub repository id (``"org/name"``, at
         ``revision``) when ``name_or_path`` is not an existing folder; the Hub download goes through
         ``huggingface_hub``'s cache, so ``HF_HUB_OFFLINE=1`` loads a repository downloaded before."""
-        directory = Path(name_or_path)
-        if not directory.is_dir():
-            from huggingface_hub import snapshot_download
-
-            directory = Path(snapshot_download(str(name_or_path), revision=revision,
-                                               allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]))
+        directory = export_folder(name_or_path, revision)
         cfg = from_dict(SignEncoderConfig, json.loads((directory / CONFIG_NAME).read_text()), str(directory))
         model = cls(cfg)
         model.load_state_dict(load_file(directory / WEIGHTS_NAME))
         return model
+
+
+def export_folder(name_or_path: str | Path, revision: str | None = None) -> Path:
+    """The local folder of an encoder export: ``name_or_path`` when it is a folder, else the Hub repository
+    ``name_or_path`` (at ``revision``) through ``huggingface_hub``'s cache (``HF_HUB_OFFLINE=1``: one downloaded
+    before)."""
+    directory = Path(name_or_path)
+    if directory.is_dir():
+        return directory
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(name_or_path), revision=revision,
+                                  allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, TRAINING_RECORD_NAME]))

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slp.models.configuration import StepNetConfig
 from slp.models.pretraining import ProjectionMLP
 from slp.models.sign_encoder import SignPoseEncoder
 from slp.pose.layout import LEFT_HAND, RIGHT_HAND
@@ -47,16 +48,6 @@ PARTIAL_PREDICTIONS: tuple[str, ...] = (
 #: Those each branch makes (``global``, the projected backbone feature, belongs to neither).
 SPATIAL_PREDICTIONS: tuple[str, ...] = ("left", "right", "top", "bottom", "left_right", "top_bottom", "spatial")
 TEMPORAL_PREDICTIONS: tuple[str, ...] = ("temporal",)
-
-
-@dataclass
-class StepNetConfig:
-    width: int = 512  # W: part, global, attention and fused features
-    num_segments: int = 3  # N overlapping temporal segments, one GRU each (paper: 3)
-    segment_frames: int = 16  # frames per segment; with 32 frames and N = 3 the segments start at 0, 8, 16
-    dropout: float = 0.1  # on the pooled features before each classifier
-    spatial: bool = True  # part-level spatial modelling (f_s and its partial predictions)
-    temporal: bool = True  # part-level temporal modelling (f_t and its partial prediction)
 
 
 def masked_mean(x: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:

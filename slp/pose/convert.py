@@ -113,14 +113,16 @@ LAYOUT_ESTIMATORS: dict[str, str] = {**{name: "mediapipe holistic" for name in _
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where a sequence's points come from: the source ``layout`` (one of :data:`LAYOUTS`) and the ``estimator``
-    (name and version, ``""`` when unknown)."""
+    """Where a sequence's points come from: the source ``layout`` (one of :data:`LAYOUTS`), the ``estimator``
+    (name and version, ``""`` when unknown) and the ``video`` they were extracted from (its absolute path, as slp's
+    extraction recorded it; ``""`` when unknown), which renders draw the points on."""
 
     layout: str
     estimator: str = ""
+    video: str = ""
 
     def to_json(self) -> dict[str, str]:
-        return {"layout": self.layout, "estimator": self.estimator}
+        return {"layout": self.layout, "estimator": self.estimator, **({"video": self.video} if self.video else {})}
 
 
 def detect_layout(components: Sequence[tuple[str, int]]) -> str | None:
@@ -262,7 +264,9 @@ def pose_provenance(raw: bytes, layout: str) -> Provenance:
         except (UnicodeDecodeError, json.JSONDecodeError):
             recorded = None
         if isinstance(recorded, dict) and isinstance(recorded.get("estimator"), str):
-            return Provenance(str(recorded.get("layout") or layout), recorded["estimator"])
+            video = recorded.get("video")
+            return Provenance(str(recorded.get("layout") or layout), recorded["estimator"],
+                              video if isinstance(video, str) else "")
     return Provenance(layout, LAYOUT_ESTIMATORS.get(layout, ""))
 
 

@@ -13,6 +13,13 @@ rule only. Formats (chosen by name, or from the file suffix with ``format="auto"
   bbox). It carries no frame size or fps. Each frame sits at its ``frame_id`` (0-based, as MMPose numbers
   them), so a frame missing from the list keeps its time: it becomes a frame without detections, as does a
   frame without instances;
+- ``asl_signs_parquet``: a landmark file of the Kaggle ASL Signs release (one Parquet per clip, one row per
+  MediaPipe Holistic landmark per frame: ``frame``, ``type``, ``landmark_index``, ``x``, ``y``; ``row_id`` and the
+  relative depth ``z`` are not used), converted to COCO-WholeBody 133 like any MediaPipe Holistic 543 sequence.
+  x and y are fractions of a frame size the file does not record (nor its fps): the ``width`` / ``height`` given
+  turn them into pixels. A NaN coordinate, and a landmark without a row, is a missing point (the file has no
+  confidences: every other point has confidence 1). The clip starts at its first ``frame`` number; a number the
+  file skips keeps its time, as a frame without detections;
 - ``npy`` / ``npz``: arrays ``(T, 133, 2|3)`` of real numbers (an ``.npz`` may also hold ``fps``, ``width``,
   ``height``); complex, boolean or text arrays are refused;
 - ``pickle``: SLRT-style pickles ``name → (T, 133, 3)``, read only with ``allow_pickle=True`` since
@@ -47,11 +54,15 @@ from slp.cli_errors import file_problem
 from slp.config import is_int
 from slp.pose.convert import (  # clean_keypoints: re-exported, the readers' missing-point rule
     COCO_WHOLEBODY,
+    LAYOUT_COMPONENTS,
+    LAYOUT_ESTIMATORS,
+    MEDIAPIPE_PREFIX,
     OPENPOSE,
     clean_keypoints,
     pose_provenance,
     pose_to_coco_wholebody,
     read_openpose_folder,
+    to_coco_wholebody,
 )
 from slp.pose.layout import NUM_WHOLEBODY_POINTS, wholebody_to_79
 
@@ -60,8 +71,8 @@ from slp.pose.layout import NUM_WHOLEBODY_POINTS, wholebody_to_79
 #: Real estimators put points somewhat outside the frame (a hand leaving it, MediaPipe's extrapolated body,
 #: legs below the frame edge: a quarter of the frame at most in ../shared/realdata), never this far.
 OUTSIDE_MARGIN = 0.5
-#: An MMPose frame_id beyond this many times the number of frames listed (plus a constant) is a corrupt file:
-#: keeping the time of such a gap would need an array that large.
+#: A frame number (MMPose frame_id, ASL Signs frame) beyond this many times the number of frames listed (plus a
+#: constant) is a corrupt file: keeping the time of such a gap would need an array that large.
 _MAX_GAP_FACTOR, _MAX_GAP_FRAMES = 10, 1000
 GEOMETRY_FIELDS = ("fps", "width", "height")
 
@@ -202,9 +213,16 @@ def _frame_positions(frames: list[dict], path: Path) -> list[int]:
     if len(set(ids)) != len(ids):
         twice = next(i for i in ids if ids.count(i) > 1)
         raise PoseFormatError(f"{path}: frame_id {twice} appears twice")
-    if max(ids) >= _MAX_GAP_FACTOR * len(ids) + _MAX_GAP_FRAMES:
-        raise PoseFormatError(f"{path}: frame_id {max(ids)} with only {len(ids)} frames listed (a corrupt file)")
+    _check_frame_span(max(ids), len(ids), f"{path}: frame_id {max(ids)}")
     return ids
+
+
+def _check_frame_span(last_position: int, listed: int, described: str) -> None:
+    """Frames sit at their numbers, so a gap keeps its time; a last position this far beyond the number of frames
+    listed is a corrupt file (keeping such a gap would need an array that large). ``described`` names the file and
+    the frame number."""
+    if last_position >= _MAX_GAP_FACTOR * listed + _MAX_GAP_FRAMES:
+        raise PoseFormatError(f"{described} with only {listed} frames listed (a corrupt file)")
 
 
 def read_mmpose_json(path: Path, fps=None, width=None, height=None) -> PoseSequence:
@@ -246,6 +264,103 @@ def read_mmpose_json(path: Path, fps=None, width=None, height=None) -> PoseSeque
     out = main_track(people, width, height)
     seq = _sequence(out, str(path), "MMPose predictions JSON", {}, {"fps": fps, "width": width, "height": height})
     return replace(seq, estimator="mmpose")
+
+
+#: Columns of an ASL Signs landmark file that the reader uses.
+ASL_SIGNS_COLUMNS = ("frame", "type", "landmark_index", "x", "y")
+#: The release's landmarks: MediaPipe Holistic's 33 pose, 468 face mesh and 21 + 21 hand points.
+ASL_SIGNS_LAYOUT = f"{MEDIAPIPE_PREFIX}543"
+
+
+def _landmark_types(layout: str) -> dict[str, tuple[int, int]]:
+    types, first = {}, 0
+    for name, count in LAYOUT_COMPONENTS[layout]:
+        types[name.removesuffix("_LANDMARKS").lower()] = (first, count)
+        first += count
+    return types
+
+
+#: Each ``type`` of an ASL Signs landmark file → (its first point in :data:`ASL_SIGNS_LAYOUT`, its number of
+#: points): the layout's component names without ``_LANDMARKS``, lower case (``POSE_LANDMARKS`` → ``pose``,
+#: ``LEFT_HAND_LANDMARKS`` → ``left_hand``).
+ASL_SIGNS_TYPES: dict[str, tuple[int, int]] = _landmark_types(ASL_SIGNS_LAYOUT)
+
+
+def read_asl_signs_parquet(path: Path, fps=None, width=None, height=None) -> PoseSequence:
+    """A landmark file of the ASL Signs release (see the module docstring), converted to COCO-WholeBody 133 by
+    :func:`slp.pose.convert.to_coco_wholebody`; ``width`` / ``height`` turn its fractions into pixels."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+        missing = [name for name in ASL_SIGNS_COLUMNS if name not in names]
+        if missing:
+            raise UnsupportedLayout(f"{path}: columns {names} lack {missing}; an ASL Signs landmark file has one row "
+                                    f"per landmark per frame with columns {list(ASL_SIGNS_COLUMNS)}")
+        table = pq.read_table(path, columns=list(ASL_SIGNS_COLUMNS))
+    except (pa.ArrowException, OSError) as exc:  # truncated (no footer), corrupt pages, not Parquet at all
+        raise PoseFormatError(f"{path}: not a readable Parquet file ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())})") from None
+    _check_landmark_columns(table, path)
+    types = ASL_SIGNS_TYPES
+    type_names = table["type"].cast(pa.string())
+    part = pc.index_in(type_names, value_set=pa.array(list(types)))
+    if part.null_count:
+        unknown = sorted(set(pc.filter(type_names, pc.is_null(part)).to_pylist()))
+        raise UnsupportedLayout(f"{path}: landmark type(s) {unknown[:5]}; MediaPipe Holistic's are {sorted(types)}")
+    part = part.to_numpy()
+    first, count = (np.array([value[k] for value in types.values()]) for k in (0, 1))
+    index = table["landmark_index"].to_numpy().astype(np.int64)
+    frame = table["frame"].to_numpy().astype(np.int64)
+
+    def row_name(row: int) -> str:
+        return f"frame {frame[row]} {list(types)[part[row]]} landmark_index {index[row]}"
+
+    outside = np.flatnonzero((index < 0) | (index >= count[part]))
+    if outside.size:
+        raise UnsupportedLayout(f"{path}: {row_name(outside[0])} outside its part's 0-{count[part[outside[0]]] - 1}")
+    start = int(frame.min()) if frame.size else 0
+    length = int(frame.max()) - start + 1 if frame.size else 0
+    if frame.size:
+        _check_frame_span(length - 1, len(np.unique(frame)), f"{path}: frame {frame.max()} (the clip starts at "
+                                                              f"frame {start})")
+    total = int(count.sum())
+    cell = (frame - start) * total + first[part] + index  # the (frame, point) of each row, flattened
+    ordered = np.sort(cell)
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    if twice.size:
+        raise PoseFormatError(f"{path}: {row_name(np.flatnonzero(cell == twice[0])[0])} has more than one row")
+    points = np.full((length * total, 2), np.nan)
+    points[cell] = np.stack([pc.fill_null(table[name].cast(pa.float64()), math.nan).to_numpy()
+                             for name in ("x", "y")], axis=-1)
+    fractions = to_coco_wholebody(points.reshape(length, total, 2), None, ASL_SIGNS_LAYOUT)
+    seq = _sequence(fractions, str(path), "ASL Signs landmark", {}, {"fps": fps, "width": width, "height": height})
+    pixels = fractions * np.array([seq.width, seq.height, 1.0], dtype=np.float32)  # missing points stay (0, 0, 0)
+    return replace(seq, keypoints=pixels, layout=ASL_SIGNS_LAYOUT, estimator=LAYOUT_ESTIMATORS[ASL_SIGNS_LAYOUT])
+
+
+def _check_landmark_columns(table, path: Path) -> None:
+    """The column types and non-null values an ASL Signs landmark file needs (null coordinates are missing points)."""
+    import pyarrow as pa
+
+    schema = table.schema
+    for name in ("frame", "landmark_index"):
+        if not pa.types.is_integer(schema.field(name).type):
+            raise PoseFormatError(f"{path}: column {name} holds {schema.field(name).type}, expected integers")
+    for name in ("x", "y"):
+        if not (pa.types.is_floating(schema.field(name).type) or pa.types.is_integer(schema.field(name).type)):
+            raise UnsupportedDtype(f"{path}: column {name} holds {schema.field(name).type}; coordinates must be "
+                                   f"real numbers")
+    kind = schema.field("type").type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise PoseFormatError(f"{path}: column type holds {kind}, expected text (face, left_hand, pose, right_hand)")
+    for name in ("frame", "type", "landmark_index"):
+        if table[name].null_count:
+            raise PoseFormatError(f"{path}: {table[name].null_count} row(s) without a {name}")
 
 
 def read_npy(path: Path, fps=None, width=None, height=None) -> PoseSequence:
@@ -315,8 +430,10 @@ _READERS: dict[str, Callable[..., PoseSequence]] = {
     "npy": read_npy,
     "npz": read_npz,
     "openpose_json": read_openpose_json,
+    "asl_signs_parquet": read_asl_signs_parquet,
 }
-_SUFFIX_FORMATS = {".pose": "pose", ".json": "mmpose_json", ".npy": "npy", ".npz": "npz"}
+_SUFFIX_FORMATS = {".pose": "pose", ".json": "mmpose_json", ".npy": "npy", ".npz": "npz",
+                   ".parquet": "asl_signs_parquet"}
 POSE_FORMATS: tuple[str, ...] = (*_READERS, "pickle")
 
 

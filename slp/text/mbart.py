@@ -17,8 +17,8 @@ from torch import nn
 from transformers import AutoTokenizer, MBartModel, PreTrainedTokenizerBase
 
 from slp.data.schema import MBART_LANGUAGE_CODES
+from slp.models.configuration import DEFAULT_TEXT_ENCODER
 
-DEFAULT_TEXT_ENCODER = "facebook/mbart-large-cc25"
 MAX_TEXT_TOKENS = 128
 
 

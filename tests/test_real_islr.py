@@ -1,0 +1,148 @@
+"""The real-signer ISLR benchmark (benchmarks/real_islr.py): the landmark conversion's hand sides, the
+signer-independent split, and (on ../shared/realdata, slow) a tiny-budget run that writes its table, JSON and figure
+and reuses its runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import real_islr
+from finetune.data import load_split
+from slp.data.schema import validate_sample
+from slp.pose.layout import BODY, FACE, LEFT_HAND, MOUTH, RIGHT_HAND
+
+RIGHT_WRIST, LEFT_WRIST = RIGHT_HAND.start, LEFT_HAND.start
+
+
+def _slot(wrist_x: float, y: float = 0.5) -> np.ndarray:
+    """A hand of 21 points at x = wrist_x + k / 100 (so each point is told apart), y fixed."""
+    return np.stack([wrist_x + np.arange(21) / 100, np.full(21, y)], -1)
+
+
+def test_hand_sides_follow_the_image_not_the_detection_order():
+    none = np.full((21, 2), real_islr.MISSING)
+    frames = [
+        (_slot(0.6), _slot(0.2)),  # two hands, the right one (image left) in slot 1
+        (_slot(0.25), _slot(0.65)),  # two hands, slots swapped
+        (_slot(0.43), none),  # one hand right of the midline (median of 0.4 and 0.45: 0.425) → left hand
+        (_slot(0.41), none),  # … and just left of it → right hand (a midline at 0.5 would make both right hands)
+        (none, _slot(0.7)),  # one hand in slot 1, right of the midline → left hand
+        (none, none),
+    ]
+    right, left = real_islr.hands_by_side(np.array(frames, dtype=np.float16))
+    assert right.shape == left.shape == (6, 21, 3)
+    np.testing.assert_allclose(right[:, 0, 0], [0.2, 0.25, 0, 0.41, 0, 0], atol=1e-3)
+    np.testing.assert_allclose(left[:, 0, 0], [0.6, 0.65, 0.43, 0, 0.7, 0], atol=1e-3)
+    np.testing.assert_array_equal(right[:, :, 2], np.array([1, 1, 0, 1, 0, 0])[:, None].repeat(21, 1))
+    np.testing.assert_array_equal(left[:, :, 2], np.array([1, 1, 1, 0, 1, 0])[:, None].repeat(21, 1))
+    assert (right[2] == 0).all() and (left[5] == 0).all()  # missing points: confidence and coordinates 0
+
+    pose = real_islr.shard_pose(np.array(frames, dtype=np.float16))
+    assert pose.shape == (6, 79, 3) and pose.dtype == np.float16
+    np.testing.assert_allclose(pose[:, RIGHT_HAND].astype(np.float32), right, atol=1e-3)
+    np.testing.assert_allclose(pose[:, LEFT_HAND].astype(np.float32), left, atol=1e-3)
+    # The body's wrists (points 9: left, 10: right) are the hands' roots; the rest of the body and the face are missing.
+    np.testing.assert_array_equal(pose[:, BODY][:, 9], pose[:, LEFT_HAND][:, 0])
+    np.testing.assert_array_equal(pose[:, BODY][:, 10], pose[:, RIGHT_HAND][:, 0])
+    assert (pose[:, BODY][:, :9] == 0).all()
+    for part in (FACE, MOUTH):
+        assert (pose[:, part] == 0).all()
+
+
+def _assert_every_gloss_in_train_and_test(clips, split):
+    signers = split.signers
+    assert not (set(signers["train"]) & set(signers["test"]) or set(signers["train"]) & set(signers["dev"])
+                or set(signers["dev"]) & set(signers["test"]))
+    for gloss in {g for g, _ in clips} - set(split.dropped):
+        for name in ("train", "test"):
+            assert any(g == gloss and s in signers[name] for g, s in clips), (gloss, name)
+
+
+def test_signer_split_never_takes_a_gloss_s_last_training_clip():
+    # Signer 1 covers glosses 0-2 (score 3² / 3; signer 2 ties and has the larger id). Signer 2 would then add glosses
+    # 3 and 4 for three clips, the best score, but it holds gloss 0's last training clip: signers 3 and 4 go instead.
+    clips = [(0, "1"), (0, "2"), (1, "1"), (1, "5"), (2, "1"), (2, "5"), (3, "2"), (3, "3"), (4, "2"), (4, "4")]
+    split = real_islr.signer_independent_split(clips, dev_fraction=0.0)
+    assert split.signers == {"train": ["2", "5"], "dev": [], "test": ["1", "3", "4"]} and split.dropped == []
+    _assert_every_gloss_in_train_and_test(clips, split)
+
+
+def test_signer_split_drops_glosses_of_one_signer_and_picks_dev_signers_apart():
+    clips = [(0, "1"), (0, "2"), (0, "3"),
+             (1, "1"), (1, "2"),
+             (2, "2"), (2, "3"), (2, "4"),
+             (3, "5"), (3, "5"),  # gloss 3: one signer, cannot be in train and test
+             (4, "4"), (4, "6")]
+    split = real_islr.signer_independent_split(clips, dev_fraction=0.1)
+    assert split.dropped == [3]
+    assert split.signers["dev"]  # a tenth of the clips: one signer at least
+    assert set(sum(split.signers.values(), [])) == {"1", "2", "3", "4", "6"}  # signer 5 only signed gloss 3
+    _assert_every_gloss_in_train_and_test(clips, split)
+    assert real_islr.signer_independent_split(clips, dev_fraction=0.1) == split  # deterministic
+
+
+@pytest.fixture(scope="module")
+def tiny_run(realdata, tmp_path_factory):
+    """(args, summary of the first call, summary of the second call, printed output of the first)."""
+    out = tmp_path_factory.mktemp("real_islr")
+    args = ["--realdata", str(realdata), "--subsets", "100", "--seeds", "0", "--steps", "20", "--batch-size", "8",
+            "--epochs", "1", "--variants", "scratch", "pr+stc", "plain", "--out", str(out)]
+    first = real_islr.main(args)
+    results = sorted(out.glob("runs/100/*/seed0/result.json"))
+    stamps = [p.stat().st_mtime_ns for p in results]
+    second = real_islr.main(args)
+    return out, first, second, results, stamps
+
+
+@pytest.mark.slow
+def test_real_clips_convert_with_hands_on_their_sides(realdata):
+    source = real_islr.Source(realdata / real_islr.SOURCE)
+    checked = 0
+    for video_id in list(source.classes)[:200]:
+        sample = real_islr.to_sample(source, video_id, "train")
+        validate_sample(sample)
+        pose = sample.pose.astype(np.float32)
+        assert np.isfinite(pose).all()
+        both = (pose[:, RIGHT_WRIST, 2] > 0) & (pose[:, LEFT_WRIST, 2] > 0)
+        assert (pose[both, RIGHT_WRIST, 0] <= pose[both, LEFT_WRIST, 0]).all(), video_id
+        checked += int(both.any())
+        assert sample.meta.text == f"This word is {source.glosses[sample.meta.label]}."
+    assert checked > 50  # most clips show two hands somewhere
+
+
+@pytest.mark.slow
+def test_written_split_is_signer_independent_with_every_gloss_in_train_and_test(tiny_run):
+    out, first, *_ = tiny_run
+    shards = [str(out / "data" / "wlasl100" / "shards" / "*.tar")]
+    splits = {name: load_split(shards, real_islr.DATASET, name) for name in ("train", "dev", "test")}
+    signers = {name: {s.meta.signer for s in samples} for name, samples in splits.items()}
+    assert not (signers["train"] & signers["dev"] or signers["train"] & signers["test"]
+                or signers["dev"] & signers["test"])
+    glosses = {name: {s.meta.label for s in samples} for name, samples in splits.items()}
+    assert glosses["train"] == glosses["test"] and glosses["dev"] <= glosses["train"]
+    assert len(glosses["test"]) == 100 - len(first["data"]["100"]["dropped_glosses"])
+    for name, samples in splits.items():
+        assert first["data"]["100"]["splits"][name] == {"clips": len(samples), "signers": len(signers[name]),
+                                                        "glosses": len(glosses[name])}
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_table_json_and_figure_and_reuses_its_runs(tiny_run):
+    out, first, second, results, stamps = tiny_run
+    runs = first["results"]["100"]
+    assert set(runs) == {"scratch", "pr+stc", "plain"}
+    for label, (run,) in runs.items():
+        assert run["seed"] == 0 and 0 <= run["top1"] <= run["top5"] <= 100
+        assert ("probe" in run) == (label != "plain")
+        assert ("loss_pr" in run and "loss_stc" in run) == (label == "pr+stc")
+    table = first["tables"]["100"]
+    assert "| variant | pre-training | fine-tuned top-1 (%) | fine-tuned top-5 (%) | probe top-1 (%) |" in table
+    assert "| pr+stc | PR + STC | " in table and "| plain | " in table and "| pr | " not in table
+    assert (out / "real_islr_wlasl100.png").stat().st_size > 0
+    assert json.loads((out / "real_islr.json").read_text())["results"] == second["results"]
+    # The second call read every run back: same results, result files untouched.
+    assert len(results) == 3 and second["results"] == first["results"]
+    assert [p.stat().st_mtime_ns for p in results] == stamps
