@@ -90,17 +90,25 @@ def process_state_is_left_as_found(request):
 
 
 @pytest.fixture(autouse=True)
-def learning_tests_compute_on_pinned_threads(request, monkeypatch):
+def learning_tests_compute_on_pinned_threads(request):
     """A test marked ``learning`` runs on LEARNING_THREADS torch threads (OMP_NUM_THREADS too, which the trainer's
-    thread rule follows), so that its margins are those measured for that count on any machine."""
+    thread rule follows), so that its margins are those measured for that count on any machine. No monkeypatch here:
+    an autouse fixture that requested it would undo the tests' own patches only after the state guard's check."""
     if request.node.get_closest_marker("learning") is None:
         yield
         return
-    from slp.threads import torch_threads
+    from slp.threads import THREADS_ENV, torch_threads
 
-    monkeypatch.setenv("OMP_NUM_THREADS", str(LEARNING_THREADS))
-    with torch_threads(LEARNING_THREADS):
-        yield
+    before = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(LEARNING_THREADS)
+    try:
+        with torch_threads(LEARNING_THREADS):
+            yield
+    finally:
+        if before is None:
+            del os.environ[THREADS_ENV]
+        else:
+            os.environ[THREADS_ENV] = before
 
 
 @pytest.fixture
