@@ -25,28 +25,30 @@ Data (written once under ``OUT/data``, reused while its settings are unchanged):
   test and a training clip are dropped (counted in the printout). Dev signers (checkpoint selection) are chosen the
   same way among the others until the dev set holds 10 % of the clips. No signer is in two splits.
 - Pre-training set of WLASL{N}: every clip of class >= N (no fine-tuning gloss is seen in pre-training), split train,
-  in a fixed shuffled order (the streaming loader's shuffle buffer then mixes glosses within a batch). It is stored
-  in blocks of classes between the subsets asked for, so WLASL100's set is WLASL300's plus classes 100-299.
+  in a fixed shuffled order (the streaming loader's shuffle buffer then mixes glosses within a batch).
 - Text model: the real ``facebook/mbart-large-cc25`` is out of reach here. The stand-in
   (:func:`slp.text.tiny.build_tiny_mbart`) is built with a word-level tokenizer on the texts of every gloss, so
   each gloss word is one token, not spelt letter by letter (``--text-model`` names the real one on a GPU machine).
 
 Variants, each for every seed and subset (the encoder is ``configs/pretrain/tiny.yaml``'s):
 
-- ``scratch``: ISLR from a randomly initialised encoder (Table XIII's α = 0), encoder at the head's learning rate;
+- ``scratch``: ISLR from a randomly initialised encoder (Table XIII's α = 0);
 - ``pr+stc``, ``pr``, ``stc``: pre-trained on the pre-training set (:func:`pretrain_on_one_device`) with both
   objectives, pose reconstruction only (the ablations' ``NO_STC``), or sign-text contrast only (their ``NO_PR``,
-  and no masking: m = 0 without a reconstruction to learn), then fine-tuned from the saved encoder;
+  and no masking: m = 0 without a reconstruction to learn), then fine-tuned from the saved encoder. Each variant
+  is pre-trained once (``--pretrain-seed``) and every seed fine-tunes from that encoder: the seeds' spread is the
+  fine-tuning's, as a user who pre-trains once and fine-tunes sees it;
 - ``plain``: not slp at all, for context: a two-hand GRU over 32 resampled frames of wrist-relative hand shapes and
   wrist positions, trained with AdamW on the same training split (:func:`train_plain`).
 
-Every slp variant is fine-tuned through ``slp-finetune``'s ``run_task`` (``configs/finetune/islr/synthetic.yaml``:
-label smoothing 0.2, batch 32, lr 1e-3, StepLR × 0.1 at 2/3 of the epochs; best dev epoch) and its encoder is
-linear-probed (:func:`finetune.linear_probe.linear_probe`, fitted on the training signers, scored on the test
-signers). Recorded per run: test per-instance top-1 / top-5, probe top-1, the pre-training's final L_PR and L_STC
-(mean of the last 50 steps) and the seconds each stage took; each run's ``result.json`` is kept under
-``OUT/runs/<subset>/<variant>-<settings digest>/seed<k>`` (a pre-training's encoder too), so a second call only runs
-what is missing.
+Every slp variant is fine-tuned through ``slp-finetune``'s ``run_task`` with
+``configs/finetune/islr/wlasl_hands_cpu.yaml`` (label smoothing 0.2, batch 32, lr 1e-3, StepLR × 0.1 at 2/3 of the
+epochs; the best dev epoch; the encoder at ``--encoder-lr-scale`` × lr when pre-trained, at lr from scratch) and
+its encoder is linear-probed (:func:`finetune.linear_probe.linear_probe`, fitted on the training signers, scored
+on the test signers). Recorded per run: test per-instance top-1 / top-5, probe top-1, the pre-training's final
+L_PR and L_STC (mean of the last 50 steps) and the seconds each stage took. Each run's ``result.json`` is kept
+under ``OUT/runs/<subset>/<variant>-<settings digest>/seed<k>`` and each pre-training under
+``OUT/runs/<subset>/pretrain-<variant>-<settings digest>``, so a second call only runs what is missing.
 
 Prints a table per subset and writes ``OUT/real_islr.json`` and ``OUT/real_islr_wlasl<N>.png``.
 
@@ -59,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import hashlib
 import json
 import os
@@ -110,6 +113,7 @@ CONVERSION_VERSION = 2  # 2: the body's wrists are the hands' roots
 DEV_FRACTION = 0.1
 SHARD_SAMPLES = 500
 PRETRAIN_ORDER_SEED = 0
+FINETUNE_CONFIG = REPO / "configs" / "finetune" / "islr" / "wlasl_hands_cpu.yaml"
 LOSS_TAIL = 50  # the final pre-training losses are the mean of this many last steps
 HAND_POINTS = 21
 RIGHT_HAND_133 = COCO_WHOLEBODY_POINT_NAMES.index("right_hand_0")
@@ -331,23 +335,19 @@ def prepare_finetuning(source: Source, subset: int, out: Path) -> dict:
     return {**summary, "shards": str(folder / "shards" / "*.tar")}
 
 
-def prepare_pretraining(source: Source, subsets: list[int], out: Path) -> dict[int, dict]:
-    """Each subset's pre-training set (classes >= N) as blocks of classes between the subsets' bounds; returns, per
-    subset, its shard patterns and sample count."""
-    bounds = sorted(set(subsets)) + [max(source.classes.values()) + 1]
-    blocks = {}
-    for lo, hi in zip(bounds, bounds[1:]):
-        ids = [v for v, c in source.classes.items() if lo <= c < hi]
-        order = np.random.default_rng(PRETRAIN_ORDER_SEED).permutation(len(ids))
-        settings = {"conversion": CONVERSION_VERSION, "frame": [FRAME_WIDTH, FRAME_HEIGHT], "fps": FPS,
-                    "order_seed": PRETRAIN_ORDER_SEED, "classes": [lo, hi], "source": source.fingerprint}
-        folder = out / "data" / f"pretrain_classes{lo}-{hi - 1}"
-        summary = write_set(folder, (to_sample(source, ids[k], "train") for k in order), settings, len(ids))
-        blocks[lo] = {"shards": str(folder / "shards" / "*.tar"), "samples": summary["samples"],
-                      "settings": summary["settings"]}
-    return {n: {"shards": [b["shards"] for lo, b in blocks.items() if lo >= n],
-                "samples": sum(b["samples"] for lo, b in blocks.items() if lo >= n),
-                "settings": [b["settings"] for lo, b in blocks.items() if lo >= n]} for n in subsets}
+def prepare_pretraining(source: Source, subset: int, out: Path) -> dict:
+    """WLASL{subset}'s pre-training set: every clip of class >= subset, in a fixed shuffled order; returns its shard
+    pattern, sample count and settings. Each subset has its own, so one subset's runs do not depend on which others
+    a call asks for."""
+    end = max(source.classes.values()) + 1
+    ids = [v for v, c in source.classes.items() if c >= subset]
+    order = np.random.default_rng(PRETRAIN_ORDER_SEED).permutation(len(ids))
+    settings = {"conversion": CONVERSION_VERSION, "frame": [FRAME_WIDTH, FRAME_HEIGHT], "fps": FPS,
+                "order_seed": PRETRAIN_ORDER_SEED, "classes": [subset, end], "source": source.fingerprint}
+    folder = out / "data" / f"pretrain_classes{subset}-{end - 1}"
+    summary = write_set(folder, (to_sample(source, ids[k], "train") for k in order), settings, len(ids))
+    return {"shards": [str(folder / "shards" / "*.tar")], "samples": summary["samples"],
+            "settings": summary["settings"]}
 
 
 def prepare_text_model(source: Source, out: Path) -> str:
@@ -455,6 +455,7 @@ class Setup:
     text_dim: int
     steps: int
     batch_size: int
+    pretrain_seed: int
     epochs: int
     encoder_lr_scale: float
     finetune_overrides: tuple[str, ...]
@@ -463,14 +464,56 @@ class Setup:
     pretraining: dict  # subset → its pre-training set's shards and settings
 
 
+def pretrain_variant(subset: int, variant: RealVariant, setup: Setup) -> dict:
+    """Pre-train one variant for one subset once, with ``setup.pretrain_seed``; every fine-tuning seed starts from
+    this encoder, so the seeds' spread is the fine-tuning's (the question is what one pre-training gives), and a
+    pre-training costs once per variant. Cached in ``OUT/runs/<subset>/pretrain-<variant>-<digest>``; returns its
+    record (``folder``, ``seconds``, final losses)."""
+    settings = [variant.overrides, setup.pretraining[subset]["settings"], setup.text_model, setup.steps,
+                setup.batch_size, setup.pretrain_seed]
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    folder = setup.out / "runs" / str(subset) / f"pretrain-{variant.label}-{digest}"
+    record = folder / "pretrain.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    # Side by side (--jobs), a variant's other seeds wait here for the one run that pre-trains, then read its record.
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.is_file():
+            pretrain_into(folder, subset, variant, setup)
+    return {**json.loads(record.read_text()), "folder": str(folder)}
+
+
+def pretrain_into(folder: Path, subset: int, variant: RealVariant, setup: Setup) -> None:
+    """The pre-training itself: ``folder/encoder`` and ``folder/pretrain.json`` (seconds, final losses)."""
+    began = time.time()
+    cfg = pretrain_config(setup.pretraining[subset], variant, setup, folder)
+    losses: list[dict[str, float]] = []
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    pretrain_on_one_device(cfg, setup.steps, device, losses).encoder.save_pretrained(folder / "encoder")
+    tail = losses[-LOSS_TAIL:]
+    write_summary(folder / "pretrain.json", {
+        "steps": setup.steps, "seed": setup.pretrain_seed, "seconds": round(time.time() - began, 1),
+        **{name: statistics.mean(step[name] for step in tail)
+           for name, on in (("loss_pr", cfg.loss.use_pr), ("loss_stc", cfg.loss.use_stc)) if on}})
+
+
+def pretrain_config(pretraining: dict, variant: RealVariant, setup: Setup, output: Path) -> PretrainRunConfig:
+    """``configs/pretrain/tiny.yaml`` on this subset's pre-training set with the variant's overrides."""
+    return load_config(PretrainRunConfig, REPO / "configs" / "pretrain" / "tiny.yaml", [
+        f"data.shards={json.dumps(pretraining['shards'])}", f"text.name_or_path={setup.text_model}",
+        f"model.text_dim={setup.text_dim}", f"seed={setup.pretrain_seed}", f"data.seed={setup.pretrain_seed}",
+        f"data.batch_size={setup.batch_size}", f"output={output}", *variant.overrides])
+
+
 def run_variant(subset: int, variant: RealVariant, seed: int, setup: Setup) -> dict:
-    """Pre-train (unless from scratch), probe and fine-tune one variant with one seed (or train the plain baseline);
-    cached in ``OUT/runs``."""
-    finetuning, pretraining = setup.finetuning[subset], setup.pretraining[subset]
+    """Probe and fine-tune one variant with one seed from its pre-trained encoder (:func:`pretrain_variant`) or
+    from scratch, or train the plain baseline; cached in ``OUT/runs``."""
+    finetuning = setup.finetuning[subset]
+    pretrained = pretrain_variant(subset, variant, setup) if variant.pretrain and variant.slp else None
     settings = [variant.overrides, variant.pretrain, variant.slp, finetuning["settings"], setup.epochs,
                 setup.encoder_lr_scale, setup.finetune_overrides, setup.segments]
-    if variant.pretrain:  # (what a run without pre-training does not depend on does not make it run again)
-        settings += [pretraining["settings"], setup.text_model, setup.steps, setup.batch_size]
+    if pretrained:  # (what a run without pre-training does not depend on does not make it run again)
+        settings.append(Path(pretrained["folder"]).name)
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     run_dir = setup.out / "runs" / str(subset) / f"{variant.label}-{digest}" / f"seed{seed}"
     if (run_dir / "result.json").is_file():
@@ -485,43 +528,30 @@ def run_variant(subset: int, variant: RealVariant, seed: int, setup: Setup) -> d
         result["seconds"] = result["finetune_seconds"] = round(time.time() - began, 1)
         write_summary(run_dir / "result.json", result)
         return result
-    cfg = load_config(PretrainRunConfig, REPO / "configs" / "pretrain" / "tiny.yaml", [
-        f"data.shards={json.dumps(pretraining['shards'])}", f"text.name_or_path={setup.text_model}",
-        f"model.text_dim={setup.text_dim}", f"seed={seed}", f"data.seed={seed}",
-        f"data.batch_size={setup.batch_size}", f"output={run_dir / 'pretrain'}", *variant.overrides])
-    encoder_dir = None
-    if variant.pretrain:
-        encoder_dir, record = run_dir / "encoder", run_dir / "pretrain.json"
-        if record.is_file():  # pre-trained by an earlier call that stopped before the end of the run
-            encoder = SignPoseEncoder.from_pretrained(encoder_dir).to(device)
-        else:
-            losses: list[dict[str, float]] = []
-            encoder = pretrain_on_one_device(cfg, setup.steps, device, losses).encoder
-            encoder.save_pretrained(encoder_dir)
-            tail = losses[-LOSS_TAIL:]
-            write_summary(record, {"steps": setup.steps, "seconds": round(time.time() - began, 1),
-                                   **{name: statistics.mean(step[name] for step in tail)
-                                      for name, on in (("loss_pr", cfg.loss.use_pr), ("loss_stc", cfg.loss.use_stc))
-                                      if on}})
-        pretrained = json.loads(record.read_text())
-        result.update({k: v for k, v in pretrained.items() if k in LOSSES}, pretrain_seconds=pretrained["seconds"])
+    encoder_dir = Path(pretrained["folder"]) / "encoder" if pretrained else None
+    if pretrained:
+        encoder = SignPoseEncoder.from_pretrained(encoder_dir).to(device)
+        result.update({k: v for k, v in pretrained.items() if k in LOSSES}, pretrain_seconds=pretrained["seconds"],
+                      pretrain_seed=pretrained["seed"])
     else:
         torch.manual_seed(seed)
+        cfg = pretrain_config(setup.pretraining[subset], variant, setup, run_dir / "pretrain")
         encoder = PretrainingModel(cfg.model, cfg.loss).encoder.to(device)
     probe_began = time.time()
     result["probe"] = 100 * linear_probe(encoder, train, test, subset, segments=setup.segments, seed=seed)
     result["probe_seconds"] = round(time.time() - probe_began, 1)
+    encoder_config = encoder.config
     del encoder
     finetune_began = time.time()
-    ft = load_config(FinetuneConfig, REPO / "configs" / "finetune" / "islr" / "synthetic.yaml", [
+    ft = load_config(FinetuneConfig, FINETUNE_CONFIG, [
         f"data.shards={json.dumps(shards)}", f"data.dataset={DATASET}", f"output={run_dir / 'finetune'}",
         f"seed={seed}", f"optim.epochs={setup.epochs}", f"optim.step_size={max(1, round(2 * setup.epochs / 3))}",
-        "optim.batch_size=32", "optim.lr=1e-3", "islr.label_smoothing=0.2", f"islr.num_classes={subset}",
+        f"islr.num_classes={subset}",
         # From scratch the encoder has learnt nothing to keep: it learns at the head's rate.
-        f"optim.encoder_lr_scale={setup.encoder_lr_scale if variant.pretrain else 1.0}",
+        f"optim.encoder_lr_scale={setup.encoder_lr_scale if pretrained else 1.0}",
         *setup.finetune_overrides])
-    if not variant.pretrain:
-        ft.encoder = cfg.model.encoder
+    if not pretrained:
+        ft.encoder = encoder_config
     metrics = run_task(ft, pretrained=str(encoder_dir) if encoder_dir else None)
     result.update(top1=metrics["test"]["per_instance_top1"], top5=metrics["test"]["per_instance_top5"],
                   dev_top1=metrics["dev"]["per_instance_top1"], finetune_seconds=round(time.time() - finetune_began, 1),
@@ -563,10 +593,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--subsets", nargs="+", type=int, default=[100, 300], choices=[100, 300])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=2000, help="pre-training steps per run")
+    parser.add_argument("--steps", type=int, default=1000, help="pre-training steps per variant")
     parser.add_argument("--batch-size", type=int, default=32, help="pre-training batch")
-    parser.add_argument("--epochs", type=int, default=60, help="fine-tuning epochs (StepLR at 2/3 of them)")
-    parser.add_argument("--encoder-lr-scale", type=float, default=1.0, help="a pre-trained encoder's lr / the head's")
+    parser.add_argument("--pretrain-seed", type=int, default=0, help="the one pre-training's seed per variant")
+    finetuning_defaults = load_config(FinetuneConfig, FINETUNE_CONFIG).optim
+    parser.add_argument("--epochs", type=int, default=finetuning_defaults.epochs,
+                        help="fine-tuning epochs (StepLR at 2/3 of them)")
+    parser.add_argument("--encoder-lr-scale", type=float, default=finetuning_defaults.encoder_lr_scale,
+                        help="a pre-trained encoder's lr / the head's")
     parser.add_argument("--finetune-overrides", nargs="*", default=[], help="key=value of the ISLR fine-tuning")
     parser.add_argument("--segments", type=int, default=4, help="time segments the probe's features keep")
     parser.add_argument("--text-model", default="", help="mBART name or folder (default: a word-level tiny stand-in)")
@@ -582,13 +616,17 @@ def main(argv: list[str] | None = None) -> dict:
     finetuning = {n: prepare_finetuning(source, n, args.out) for n in args.subsets}
     for n, data in finetuning.items():
         print(f"WLASL{n}: {describe_splits(data)} {data['dropped_glosses']}")
-    pretraining = prepare_pretraining(source, args.subsets, args.out)
+    pretraining = {n: prepare_pretraining(source, n, args.out) for n in args.subsets}
     text_model = args.text_model or prepare_text_model(source, args.out)
     setup = Setup(args.out, text_model, AutoConfig.from_pretrained(text_model).d_model, args.steps, args.batch_size,
-                  args.epochs, args.encoder_lr_scale, tuple(args.finetune_overrides), args.segments, finetuning,
-                  pretraining)
+                  args.pretrain_seed, args.epochs, args.encoder_lr_scale, tuple(args.finetune_overrides),
+                  args.segments, finetuning, pretraining)
     variants = [VARIANTS[label] for label in VARIANTS if label in args.variants]
     runs = [(n, v, seed, setup) for n in args.subsets for v in variants for seed in args.seeds]
+    # The runs that pre-train go first, the other seeds of their variants last: side by side, no job waits for a
+    # pre-training while another run could go.
+    runs.sort(key=lambda run: 0 if run[1].pretrain and run[1].slp and run[2] == args.seeds[0] else
+              2 if run[1].pretrain and run[1].slp else 1)
     results: dict[int, dict[str, list[dict]]] = {n: {v.label: [] for v in variants} for n in args.subsets}
     for result in run_grid(run_variant, runs, args.jobs, "real ISLR runs"):
         results[result["subset"]][result["variant"]].append(result)
@@ -599,7 +637,8 @@ def main(argv: list[str] | None = None) -> dict:
         shown = Table("XIII/XIV", f"WLASL{n}, real signers (hand landmarks)", ("",),
                       tuple(((v.label,), v) for v in variants))
         plot_table(shown, results[n], METRICS, args.out / f"real_islr_wlasl{n}.png")
-    summary = {"seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size, "epochs": args.epochs,
+    summary = {"seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size,
+               "pretrain_seed": args.pretrain_seed, "epochs": args.epochs,
                "encoder_lr_scale": args.encoder_lr_scale, "finetune_overrides": args.finetune_overrides,
                "probe_segments": args.segments, "text_model": text_model,
                "frame_size": [FRAME_WIDTH, FRAME_HEIGHT], "fps": FPS, "seconds": round(time.time() - began, 1),

@@ -88,10 +88,10 @@ def test_signer_split_drops_glosses_of_one_signer_and_picks_dev_signers_apart():
 def tiny_run(realdata, tmp_path_factory):
     """(args, summary of the first call, summary of the second call, printed output of the first)."""
     out = tmp_path_factory.mktemp("real_islr")
-    args = ["--realdata", str(realdata), "--subsets", "100", "--seeds", "0", "--steps", "20", "--batch-size", "8",
-            "--epochs", "1", "--variants", "scratch", "pr+stc", "plain", "--out", str(out)]
+    args = ["--realdata", str(realdata), "--subsets", "100", "--seeds", "0", "1", "--steps", "20", "--batch-size", "8",
+            "--epochs", "1", "--variants", "scratch", "pr+stc", "plain", "--jobs", "2", "--out", str(out)]
     first = real_islr.main(args)
-    results = sorted(out.glob("runs/100/*/seed0/result.json"))
+    results = sorted(out.glob("runs/100/*/seed*/result.json"))
     stamps = [p.stat().st_mtime_ns for p in results]
     second = real_islr.main(args)
     return out, first, second, results, stamps
@@ -134,15 +134,22 @@ def test_tiny_run_writes_table_json_and_figure_and_reuses_its_runs(tiny_run):
     out, first, second, results, stamps = tiny_run
     runs = first["results"]["100"]
     assert set(runs) == {"scratch", "pr+stc", "plain"}
-    for label, (run,) in runs.items():
-        assert run["seed"] == 0 and 0 <= run["top1"] <= run["top5"] <= 100
-        assert ("probe" in run) == (label != "plain")
-        assert ("loss_pr" in run and "loss_stc" in run) == (label == "pr+stc")
+    for label, seeds in runs.items():
+        assert [run["seed"] for run in seeds] == [0, 1]
+        for run in seeds:
+            assert 0 <= run["top1"] <= run["top5"] <= 100
+            assert ("probe" in run) == (label != "plain")
+            assert ("loss_pr" in run and "loss_stc" in run) == (label == "pr+stc")
+    # One pre-training, run once while both seeds' jobs ran side by side, serves both fine-tuning seeds.
+    (pretraining,) = out.glob("runs/100/pretrain-pr+stc-*")
+    record = json.loads((pretraining / "pretrain.json").read_text())
+    for run in runs["pr+stc"]:
+        assert (run["loss_pr"], run["loss_stc"], run["pretrain_seed"]) == (record["loss_pr"], record["loss_stc"], 0)
     table = first["tables"]["100"]
     assert "| variant | pre-training | fine-tuned top-1 (%) | fine-tuned top-5 (%) | probe top-1 (%) |" in table
     assert "| pr+stc | PR + STC | " in table and "| plain | " in table and "| pr | " not in table
     assert (out / "real_islr_wlasl100.png").stat().st_size > 0
     assert json.loads((out / "real_islr.json").read_text())["results"] == second["results"]
     # The second call read every run back: same results, result files untouched.
-    assert len(results) == 3 and second["results"] == first["results"]
+    assert len(results) == 6 and second["results"] == first["results"]
     assert [p.stat().st_mtime_ns for p in results] == stamps
