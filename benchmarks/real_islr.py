@@ -361,6 +361,28 @@ def prepare_text_model(source: Source, out: Path) -> str:
     return str(folder)
 
 
+def text_token_agreement(text_model: str, texts: list[str], sample: int = 300) -> dict:
+    """How much the frozen text features tell glosses apart, token by token: for each token position, the mean
+    cosine between the features of different texts (1: that token's feature is the same whatever the gloss, so it
+    cannot tell texts apart), over the first ``sample`` texts of the most common token count. L_STC can only learn
+    from the positions below 1."""
+    import torch.nn.functional as F
+
+    from slp.text import FrozenTextEncoder
+
+    encoder = FrozenTextEncoder.from_pretrained(text_model)
+    ids, mask = encoder.text_tokenizer(texts, ["en"] * len(texts))
+    lengths = mask.sum(1)
+    common = int(lengths.mode().values)
+    keep = (lengths == common).nonzero()[:, 0][:sample]
+    with torch.no_grad():
+        features = F.normalize(encoder(ids[keep], mask[keep])[:, :common], dim=-1)
+    off_diagonal = ~torch.eye(len(keep), dtype=torch.bool)
+    cosines = [float((features[:, k] @ features[:, k].T)[off_diagonal].mean()) for k in range(common)]
+    return {"tokens": common, "texts": len(keep), "mean_cosine_by_position": [round(c, 3) for c in cosines],
+            "example": encoder.text_tokenizer.decode(ids[keep[0]][mask[keep[0]]].tolist())}
+
+
 # --- the plain baseline --------------------------------------------------------------------------------------------
 
 PLAIN_FRAMES = 32
@@ -621,6 +643,9 @@ def main(argv: list[str] | None = None) -> dict:
     setup = Setup(args.out, text_model, AutoConfig.from_pretrained(text_model).d_model, args.steps, args.batch_size,
                   args.pretrain_seed, args.epochs, args.encoder_lr_scale, tuple(args.finetune_overrides),
                   args.segments, finetuning, pretraining)
+    text_side = text_token_agreement(text_model, source.texts())
+    print(f"text features ({text_side['example']!r}, {text_side['tokens']} tokens): mean cosine between different "
+          f"glosses' texts by token position {text_side['mean_cosine_by_position']}")
     variants = [VARIANTS[label] for label in VARIANTS if label in args.variants]
     runs = [(n, v, seed, setup) for n in args.subsets for v in variants for seed in args.seeds]
     # The runs that pre-train go first, the other seeds of their variants last: side by side, no job waits for a
@@ -640,7 +665,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size,
                "pretrain_seed": args.pretrain_seed, "epochs": args.epochs,
                "encoder_lr_scale": args.encoder_lr_scale, "finetune_overrides": args.finetune_overrides,
-               "probe_segments": args.segments, "text_model": text_model,
+               "probe_segments": args.segments, "text_model": text_model, "text_side": text_side,
                "frame_size": [FRAME_WIDTH, FRAME_HEIGHT], "fps": FPS, "seconds": round(time.time() - began, 1),
                "data": {str(n): {k: d[k] for k in ("samples", "splits", "signers", "dropped_glosses")}
                         for n, d in finetuning.items()},

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.margins import LEARNING_SEED, LEARNING_THREADS
+from tests.margins import LEARNING_SEED, learning_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("SLP_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
@@ -97,18 +97,8 @@ def learning_tests_compute_on_pinned_threads(request):
     if request.node.get_closest_marker("learning") is None:
         yield
         return
-    from slp.threads import THREADS_ENV, torch_threads
-
-    before = os.environ.get(THREADS_ENV)
-    os.environ[THREADS_ENV] = str(LEARNING_THREADS)
-    try:
-        with torch_threads(LEARNING_THREADS):
-            yield
-    finally:
-        if before is None:
-            del os.environ[THREADS_ENV]
-        else:
-            os.environ[THREADS_ENV] = before
+    with learning_threads():
+        yield
 
 
 @pytest.fixture
@@ -165,8 +155,6 @@ def pretrained_tiny(tmp_path_factory, tiny_mbart_dir):
     from slp.models.pretraining import PretrainingModel
     from slp.synthetic import SyntheticConfig, write_synthetic_corpus
     from slp.text import FrozenTextEncoder
-    from slp.threads import torch_threads
-
     corpus_cfg = SyntheticConfig(**PRETRAIN_CORPUS)
     out = tmp_path_factory.mktemp("pretrained_tiny")
     write_synthetic_corpus(out / "corpus", corpus_cfg)
@@ -178,7 +166,7 @@ def pretrained_tiny(tmp_path_factory, tiny_mbart_dir):
                               max_text_tokens=64, shuffle_buffer=100, bucket_batches=4, seed=LEARNING_SEED)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     model.train()
-    with torch_threads(LEARNING_THREADS):  # the learning tests' margins are measured on this many threads
+    with learning_threads():  # the learning tests' margins are measured on this many threads
         for batch in itertools.islice(pretrain_batches(data, text_encoder.text_tokenizer), 400):
             text = text_encoder(batch.input_ids, batch.text_mask)
             loss = model(batch.pose, batch.frame_mask, batch.joint_mask, text, batch.text_mask, batch.paired)["loss"]

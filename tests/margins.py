@@ -8,7 +8,9 @@ comes from that measured distribution, and the test's docstring quotes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 #: The seed of the learning tests' pre-training and fine-tuning runs: 0 in the suite.
 LEARNING_SEED = int(os.environ.get("SLP_LEARNING_SEED", "0"))
@@ -27,3 +29,22 @@ def assert_margin(name: str, value: float, reference: float, required: float = 0
     print(f"\n{MARGIN_PREFIX} {name} value={value:.4f} reference={reference:.4f} margin={margin:.4f} "
           f"required={required:.4f}")
     assert margin > required, f"{name}: {value:.4f} - {reference:.4f} = {margin:.4f}, required > {required}"
+
+
+@contextlib.contextmanager
+def learning_threads() -> Iterator[None]:
+    """Compute on LEARNING_THREADS torch threads, and have the processes started meanwhile do so too (through
+    ``OMP_NUM_THREADS``, which slp's thread rule follows), so that margins are those measured for that count on
+    any machine; puts both back afterwards."""
+    from slp.threads import THREADS_ENV, torch_threads
+
+    before = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(LEARNING_THREADS)
+    try:
+        with torch_threads(LEARNING_THREADS):
+            yield
+    finally:
+        if before is None:
+            del os.environ[THREADS_ENV]
+        else:
+            os.environ[THREADS_ENV] = before
