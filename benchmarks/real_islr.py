@@ -50,7 +50,8 @@ L_PR and L_STC (mean of the last 50 steps) and the seconds each stage took. Each
 under ``OUT/runs/<subset>/<variant>-<settings digest>/seed<k>`` and each pre-training under
 ``OUT/runs/<subset>/pretrain-<variant>-<settings digest>``, so a second call only runs what is missing.
 
-Prints a table per subset and writes ``OUT/real_islr.json`` and ``OUT/real_islr_wlasl<N>.png``.
+Prints a table per subset and writes ``OUT/real_islr-<steps>steps-<epochs>epochs.json`` and a figure per subset
+beside it (``..._wlasl<N>.png``).
 
     python benchmarks/real_islr.py --out runs/real_islr --jobs 2
     python benchmarks/real_islr.py --subsets 100 --seeds 0 --steps 20 --epochs 1 --variants scratch pr+stc plain
@@ -597,16 +598,21 @@ def describe_splits(data: dict) -> str:
                       f"{len(data['dropped_glosses'])} glosses dropped"])
 
 
-def render(subset: int, variants: list[RealVariant], results: dict[str, list[dict]], data: dict) -> str:
+def render(subset: int, variants: list[RealVariant], results: dict[str, list[dict]], data: dict, budget: str) -> str:
     header = ["variant", "pre-training", *METRICS.values(), *LOSSES.values()]
     lines = [f"WLASL{subset}, real signers (MediaPipe hands), signer-independent: {describe_splits(data)}. "
-             f"Mean ± std (n seeds).",
+             f"{budget}. Mean ± std (n seeds).",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for v in variants:
         cells = [_cell(summarise(results[v.label], m), 1) for m in METRICS]
         cells += [_cell(summarise(results[v.label], m), 3) for m in LOSSES]
         lines.append("| " + " | ".join([v.label, v.title, *cells]) + " |")
     return "\n".join(lines)
+
+
+def report_name(args: argparse.Namespace) -> str:
+    """The report files' stem: the budget is in it, so the reports of two budgets stand side by side."""
+    return f"real_islr-{args.steps}steps-{args.epochs}epochs"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -656,12 +662,14 @@ def main(argv: list[str] | None = None) -> dict:
     for result in run_grid(run_variant, runs, args.jobs, "real ISLR runs"):
         results[result["subset"]][result["variant"]].append(result)
     tables = {}
+    budget = (f"{args.steps} pre-training steps of batch {args.batch_size}, {args.epochs} fine-tuning epochs, "
+              f"encoder lr × {args.encoder_lr_scale:g}")
     for n in args.subsets:
-        tables[n] = render(n, variants, results[n], finetuning[n])
+        tables[n] = render(n, variants, results[n], finetuning[n], budget)
         print("\n" + tables[n])
-        shown = Table("XIII/XIV", f"WLASL{n}, real signers (hand landmarks)", ("",),
-                      tuple(((v.label,), v) for v in variants))
-        plot_table(shown, results[n], METRICS, args.out / f"real_islr_wlasl{n}.png")
+        shown = Table("XIII/XIV", f"WLASL{n}, real signers (hand landmarks), {args.steps} steps, {args.epochs} epochs",
+                      ("",), tuple(((v.label,), v) for v in variants))
+        plot_table(shown, results[n], METRICS, args.out / f"{report_name(args)}_wlasl{n}.png")
     summary = {"seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size,
                "pretrain_seed": args.pretrain_seed, "epochs": args.epochs,
                "encoder_lr_scale": args.encoder_lr_scale, "finetune_overrides": args.finetune_overrides,
@@ -672,7 +680,7 @@ def main(argv: list[str] | None = None) -> dict:
                "pretraining_samples": {str(n): p["samples"] for n, p in pretraining.items()},
                "tables": {str(n): t for n, t in tables.items()},
                "results": {str(n): rs for n, rs in results.items()}}
-    write_summary(args.out / "real_islr.json", summary)
+    write_summary(args.out / f"{report_name(args)}.json", summary)
     return summary
 
 

@@ -155,6 +155,7 @@ def pretrained_tiny(tmp_path_factory, tiny_mbart_dir):
     from slp.models.pretraining import PretrainingModel
     from slp.synthetic import SyntheticConfig, write_synthetic_corpus
     from slp.text import FrozenTextEncoder
+
     corpus_cfg = SyntheticConfig(**PRETRAIN_CORPUS)
     out = tmp_path_factory.mktemp("pretrained_tiny")
     write_synthetic_corpus(out / "corpus", corpus_cfg)
