@@ -50,8 +50,8 @@ L_PR and L_STC (mean of the last 50 steps) and the seconds each stage took. Each
 under ``OUT/runs/<subset>/<variant>-<settings digest>/seed<k>`` and each pre-training under
 ``OUT/runs/<subset>/pretrain-<variant>-<settings digest>``, so a second call only runs what is missing.
 
-Prints a table per subset and writes ``OUT/real_islr-<steps>steps-<epochs>epochs.json`` and a figure per subset
-beside it (``..._wlasl<N>.png``).
+Prints a table per subset and writes ``OUT/real_islr-wlasl<subsets>-<steps>steps-<epochs>epochs.json`` and a
+figure per subset beside it (``real_islr-wlasl<N>-<steps>steps-<epochs>epochs.png``).
 
     python benchmarks/real_islr.py --out runs/real_islr --jobs 2
     python benchmarks/real_islr.py --subsets 100 --seeds 0 --steps 20 --epochs 1 --variants scratch pr+stc plain
@@ -610,9 +610,10 @@ def render(subset: int, variants: list[RealVariant], results: dict[str, list[dic
     return "\n".join(lines)
 
 
-def report_name(args: argparse.Namespace) -> str:
-    """The report files' stem: the budget is in it, so the reports of two budgets stand side by side."""
-    return f"real_islr-{args.steps}steps-{args.epochs}epochs"
+def report_name(subsets: Sequence[int], args: argparse.Namespace) -> str:
+    """A report file's stem: the subsets and the budget are in it, so reports of other subsets or budgets stand side
+    by side."""
+    return f"real_islr-wlasl{'+'.join(map(str, subsets))}-{args.steps}steps-{args.epochs}epochs"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -669,7 +670,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("\n" + tables[n])
         shown = Table("XIII/XIV", f"WLASL{n}, real signers (hand landmarks), {args.steps} steps, {args.epochs} epochs",
                       ("",), tuple(((v.label,), v) for v in variants))
-        plot_table(shown, results[n], METRICS, args.out / f"{report_name(args)}_wlasl{n}.png")
+        plot_table(shown, results[n], METRICS, args.out / f"{report_name([n], args)}.png")
     summary = {"seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size,
                "pretrain_seed": args.pretrain_seed, "epochs": args.epochs,
                "encoder_lr_scale": args.encoder_lr_scale, "finetune_overrides": args.finetune_overrides,
@@ -680,7 +681,7 @@ def main(argv: list[str] | None = None) -> dict:
                "pretraining_samples": {str(n): p["samples"] for n, p in pretraining.items()},
                "tables": {str(n): t for n, t in tables.items()},
                "results": {str(n): rs for n, rs in results.items()}}
-    write_summary(args.out / f"{report_name(args)}.json", summary)
+    write_summary(args.out / f"{report_name(args.subsets, args)}.json", summary)
     return summary
 
 

@@ -163,8 +163,8 @@ def test_short_run_writes_table_json_and_figure_and_reuses_its_runs(short_run):
     table = first["tables"]["100"]
     assert "| variant | pre-training | fine-tuned top-1 (%) | fine-tuned top-5 (%) | probe top-1 (%) |" in table
     assert "| pr+stc | PR + STC | " in table and "| plain | " in table and "| pr | " not in table
-    stem = f"real_islr-{SHORT_STEPS}steps-{SHORT_EPOCHS}epochs"
-    assert (out / f"{stem}_wlasl100.png").stat().st_size > 0
+    stem = f"real_islr-wlasl100-{SHORT_STEPS}steps-{SHORT_EPOCHS}epochs"
+    assert (out / f"{stem}.png").stat().st_size > 0
     assert json.loads((out / f"{stem}.json").read_text())["results"] == second["results"]
     assert f"{SHORT_STEPS} pre-training steps of batch 32, {SHORT_EPOCHS} fine-tuning epochs" in table
     # The second call read every run back: same results, result files untouched.
