@@ -42,11 +42,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 # The suite runs in a random order (pytest-randomly), so that no test passes on what another left behind; the order's
-# seed is printed first, and `make test TEST_SEED=N` repeats that order.
+# seed is printed first, and `make test TEST_SEED=N` repeats that order. The 20 slowest tests are listed at the end
+# (the suite's time budget: DEVELOPERS.md).
 ifndef TEST_SEED
 TEST_SEED := $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
 endif
-PYTEST := $(PY) -m pytest -q -ra -p randomly --randomly-seed=$(TEST_SEED)
+PYTEST := $(PY) -m pytest -q -ra --durations=20 -p randomly --randomly-seed=$(TEST_SEED)
 
 test: $(STAMP) $(MP_STAMP) lint
 	@echo "test order: --randomly-seed=$(TEST_SEED) (repeat it with: make test TEST_SEED=$(TEST_SEED))"

@@ -115,6 +115,8 @@ DEV_FRACTION = 0.1
 SHARD_SAMPLES = 500
 PRETRAIN_ORDER_SEED = 0
 FINETUNE_CONFIG = REPO / "configs" / "finetune" / "islr" / "wlasl_hands_cpu.yaml"
+#: The fine-tuning options of a pre-trained encoder, as they are for one trained from scratch.
+FROM_SCRATCH = ("optim.encoder_lr_scale=1.0", "optim.encoder_frozen_epochs=0", "optim.encoder_warmup_epochs=0")
 LOSS_TAIL = 50  # the final pre-training losses are the mean of this many last steps
 HAND_POINTS = 21
 RIGHT_HAND_133 = COCO_WHOLEBODY_POINT_NAMES.index("right_hand_0")
@@ -569,10 +571,9 @@ def run_variant(subset: int, variant: RealVariant, seed: int, setup: Setup) -> d
     ft = load_config(FinetuneConfig, FINETUNE_CONFIG, [
         f"data.shards={json.dumps(shards)}", f"data.dataset={DATASET}", f"output={run_dir / 'finetune'}",
         f"seed={seed}", f"optim.epochs={setup.epochs}", f"optim.step_size={max(1, round(2 * setup.epochs / 3))}",
-        f"islr.num_classes={subset}",
-        # From scratch the encoder has learnt nothing to keep: it learns at the head's rate.
-        f"optim.encoder_lr_scale={setup.encoder_lr_scale if pretrained else 1.0}",
-        *setup.finetune_overrides])
+        f"islr.num_classes={subset}", f"optim.encoder_lr_scale={setup.encoder_lr_scale}", *setup.finetune_overrides,
+        # From scratch the encoder has learnt nothing to keep: it learns as the head does, from the first step.
+        *([] if pretrained else FROM_SCRATCH)])
     if not pretrained:
         ft.encoder = encoder_config
     metrics = run_task(ft, pretrained=str(encoder_dir) if encoder_dir else None)

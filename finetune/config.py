@@ -37,6 +37,10 @@ class FinetuneOptimConfig:
     step_size: int = 20  # StepLR: ×gamma every step_size epochs
     gamma: float = 0.1
     warmup: float = 0.0  # cosine: fraction of all steps spent warming up linearly
+    # The pre-trained parts learn nothing for the first encoder_frozen_epochs, while the new head learns on their
+    # features (linear probing, then fine-tuning: LP-FT), then their lr rises linearly over encoder_warmup_epochs.
+    encoder_frozen_epochs: int = 0
+    encoder_warmup_epochs: int = 0
     grad_clip: float = 0.0  # 0 = no clipping
 
 

@@ -53,6 +53,7 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs, broadcast, gather_object, send_to_device, set_seed
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -95,13 +96,25 @@ def parameter_groups(model: nn.Module, cfg: FinetuneConfig) -> list[dict]:
             {"params": head, "lr": cfg.optim.lr}]
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, optim: FinetuneOptimConfig, epoch_steps: int):
-    """The learning-rate schedule, stepped once per optimiser step: StepLR (× gamma every ``step_size`` epochs) or
-    transformers' linear warm-up then cosine decay over all steps."""
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: FinetuneOptimConfig, epoch_steps: int) -> LambdaLR:
+    """The learning-rate schedule, stepped once per optimiser step: × gamma every ``step_size`` epochs (StepLR's), or
+    transformers' linear warm-up then cosine decay over all steps. The pre-trained parts (the first group of
+    :func:`parameter_groups`) follow it × 0 for ``encoder_frozen_epochs``, then × a linear ramp to 1 over
+    ``encoder_warmup_epochs``. (Frozen by lr 0, their batch-norm statistics still follow the data.)"""
+    steps = max(epoch_steps, 1)
     if optim.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, optim.step_size * max(epoch_steps, 1), optim.gamma)
-    total = max(optim.epochs * epoch_steps, 1)
-    return get_scheduler("cosine", optimizer, num_warmup_steps=int(optim.warmup * total), num_training_steps=total)
+        def schedule(step: int) -> float:
+            return optim.gamma ** (step // (optim.step_size * steps))
+    else:
+        total = optim.epochs * steps
+        schedule = get_scheduler("cosine", optimizer, num_warmup_steps=int(optim.warmup * total),
+                                 num_training_steps=total).lr_lambdas[0]
+    frozen, ramp = optim.encoder_frozen_epochs * steps, optim.encoder_warmup_epochs * steps
+
+    def pretrained(step: int) -> float:
+        return 0.0 if step < frozen else schedule(step) * min(1.0, (step - frozen + 1) / (ramp + 1))
+
+    return LambdaLR(optimizer, [pretrained, schedule])
 
 
 def _seed_worker(worker_id: int, process_index: int, num_workers: int) -> None:

@@ -22,6 +22,7 @@ import yaml
 from data_curation import pipeline
 from data_curation.cli import main as curate
 from data_curation.fixtures import write_fixture_datasets
+from tests.cli import one_line_error
 from tests.test_adversarial_poses import Exploding
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,13 +253,7 @@ def test_at_least_forty_distinct_user_errors():
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_each_user_error_is_one_line_and_status_2(case, wlasl, tmp_path, capsys):
     argv, expected = case.make(tmp_path, *wlasl)
-    with pytest.raises(SystemExit) as exit_:
-        curate(argv)
-    out = capsys.readouterr()
-    assert exit_.value.code == 2
-    # One line: a progress bar started before the error is erased with carriage returns, leaving no line.
-    assert "Traceback" not in out.err and out.err.count("\n") == 1 and out.err.endswith("\n"), out.err
-    line = out.err.rstrip("\n").rsplit("\r", 1)[-1]
+    line = one_line_error(capsys, curate, argv)
     if case.exact:
         assert line == f"slp-curate: error: {expected}"
     else:

@@ -33,6 +33,7 @@ from slp.models.sign_encoder import SignPoseEncoder
 from slp.pose.export import write_pose_79
 from slp.pose.readers import POSE_FORMATS
 from slp.synthetic import SyntheticConfig, write_synthetic_corpus
+from tests.cli import one_line_error
 from tests.test_hub_export import head_folder_of_untrained_head
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,17 +70,6 @@ def made(tmp_path_factory) -> Made:
     clip = samples[0]
     pose = write_pose_79(root / "clip.pose", clip.pose, clip.meta.fps, clip.meta.width, clip.meta.height)
     return Made(root, root / "corpus", head, Path(encoder), pose)
-
-
-def _fails(main: Callable, argv: list[str], capsys, status: int = 2) -> str:
-    """The one line ``main(argv)`` prints on stderr as it exits with ``status``."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert exit_.value.code == status, err
-    assert "Traceback" not in err and err.count("\n") == 1 and err.endswith("\n"), err
-    return err.rstrip("\n")
 
 
 def _copy(folder: Path, to: Path) -> Path:
@@ -397,7 +387,7 @@ def test_each_finetune_mistake_is_one_line_and_status_2(case, made, tmp_path, ca
     (tmp_path / "empty.yaml").touch()
     argv = ["--task", "islr", "--config", case.config.format(t=tmp_path), made.shards, f"output={tmp_path / 'run'}",
             *extra]
-    line = _fails(finetune, argv, capsys)
+    line = one_line_error(capsys, finetune, argv)
     if case.exact:
         assert line == f"slp-finetune: error: {expected}"
     else:
@@ -409,8 +399,8 @@ def test_the_first_users_wlasl_command_names_the_pattern_and_the_override(made, 
     pattern = yaml.safe_load(Path("configs/finetune/islr/wlasl.yaml").read_text())["data"]["shards"][0]
     if list(Path("/").glob(pattern.lstrip("/"))):
         pytest.skip(f"{pattern} matches shards on this machine")
-    line = _fails(finetune, ["--task", "islr", "--config", "configs/finetune/islr/wlasl.yaml", "--pretrained",
-                             made.encoder], capsys)
+    line = one_line_error(capsys, finetune, ["--task", "islr", "--config", "configs/finetune/islr/wlasl.yaml",
+                                             "--pretrained", made.encoder])
     assert line == (f"slp-finetune: error: data.shards: no file matches {pattern} (from "
                     f"configs/finetune/islr/wlasl.yaml or an override; {SHARDS_HINT})")
 
@@ -428,7 +418,7 @@ def test_a_head_of_another_vocabulary_is_refused_unless_asked_for(made, tmp_path
     names = record["outputs"]["class_names"]
     record["outputs"]["class_names"] = [names[1], names[0], *names[2:]]  # a vocabulary in another order
     (other / "head.json").write_text(json.dumps(record))
-    line = _fails(finetune, _eval_only(made, tmp_path / "refused", other), capsys)
+    line = one_line_error(capsys, finetune, _eval_only(made, tmp_path / "refused", other))
     assert line == (f"slp-finetune: error: the head's classes are not the data's glosses: class 0 is {names[1]!r} in "
                     f"{other / 'head.json'}, {names[0]!r} in the data (synthetic); 2 of the {len(names)} classes "
                     f"named in both differ (--allow-vocabulary-mismatch evaluates it anyway)")
@@ -451,7 +441,7 @@ def test_labels_beyond_the_heads_classes_are_a_mismatch(made, tmp_path, capsys):
     checkpoint = tmp_path / "best.safetensors"
     shutil.copy(made.head / "model.safetensors", checkpoint)
     (tmp_path / "head.json").write_text(json.dumps({k: v for k, v in record.items() if k != "outputs"}))
-    line = _fails(finetune, _eval_only(made, tmp_path / "eval", checkpoint), capsys)
+    line = one_line_error(capsys, finetune, _eval_only(made, tmp_path / "eval", checkpoint))
     beyond = next(s for split in ("dev", "test") for s in samples if s.meta.split == split and s.meta.label >= 3)
     assert line == (f"slp-finetune: error: {tmp_path / 'head.json'}: the head has 3 classes, the data's label "
                     f"{beyond.meta.label} ({beyond.key}, dataset synthetic) is beyond them "
@@ -568,7 +558,7 @@ def _without(made: Made, tmp: Path, name: str) -> Path:
 @pytest.mark.parametrize("name", list(HEAD_CASES))
 def test_each_head_folder_problem_is_one_line_and_status_2(name, made, tmp_path, capsys):
     model, expected = HEAD_CASES[name](made, tmp_path)
-    assert _fails(predict, ["--model", model, made.pose], capsys) == f"slp-predict: error: {expected}"
+    assert one_line_error(capsys, predict, ["--model", model, made.pose]) == f"slp-predict: error: {expected}"
 
 
 def test_loading_a_file_as_a_head_folder_names_it(made):
@@ -616,7 +606,7 @@ PREDICT_CASES = {  # (fixture, tmp folder) → (the arguments after --model HEAD
 @pytest.mark.parametrize("name", list(PREDICT_CASES))
 def test_each_predict_mistake_is_one_line_and_status_2(name, made, tmp_path, capsys):
     argv, expected = PREDICT_CASES[name](made, tmp_path)
-    assert _fails(predict, ["--model", made.head, *argv], capsys) == f"slp-predict: error: {expected}"
+    assert one_line_error(capsys, predict, ["--model", made.head, *argv]) == f"slp-predict: error: {expected}"
 
 
 def test_a_batch_with_failed_inputs_exits_1_after_its_summary(made, tmp_path, capsys):

@@ -22,20 +22,11 @@ from data_curation.pipeline import build
 from data_curation.records import CurationRecord
 from slp.config import load_config
 from slp.extract.pipeline import SUMMARY, VIDEO_SUFFIXES
+from tests.cli import one_line_error
 from tests.extract_fakes import write_synthetic_videos
 
 SYNTHETIC = "tests.extract_fakes:synthetic_backend"
 SUFFIXES = ", ".join(VIDEO_SUFFIXES)
-
-
-def error_line(argv: list[str], capsys) -> str:
-    """The one line ``slp-curate ARGV`` prints on stderr, after checking it exits with status 2."""
-    with pytest.raises(SystemExit) as exit_:
-        curate(argv)
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2
-    assert "Traceback" not in err and err.count("\n") == 1 and err.endswith("\n"), err
-    return err.rstrip("\n").rsplit("\r", 1)[-1]  # a progress bar erased with carriage returns leaves no line
 
 
 def extract(videos: Path | str, out: Path, capsys) -> tuple[list[str], dict]:
@@ -79,7 +70,8 @@ def test_a_list_file_that_is_not_text_is_one_line(tmp_path, capsys):
     """A video in a container whose suffix is not a video suffix is read as a list file: its bytes do not decode."""
     clip = tmp_path / "clip.3gp"
     clip.write_bytes(b"\x00\x00\x00\x18ftyp3gp4\xe3\x00\x01")
-    line = error_line(["extract", "--backend", SYNTHETIC, "--videos", str(clip), "--out", str(tmp_path / "o")], capsys)
+    line = one_line_error(capsys, curate, ["extract", "--backend", SYNTHETIC, "--videos", str(clip), "--out",
+                                           str(tmp_path / "o")])
     assert line == (f"slp-curate: error: --videos: {clip}: not a list file: not UTF-8 text (invalid continuation "
                     f"byte at byte 12); a video needs one of the suffixes {SUFFIXES}")
     assert not (tmp_path / "o").exists()
@@ -88,8 +80,8 @@ def test_a_list_file_that_is_not_text_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("name, problem", [("gone.mp4", "no such file"),
                                            ("gone", "no such video folder or list file")])
 def test_a_missing_video_or_list_is_one_line(tmp_path, capsys, name, problem):
-    line = error_line(["extract", "--backend", SYNTHETIC, "--videos", str(tmp_path / name), "--out",
-                       str(tmp_path / "o")], capsys)
+    line = one_line_error(capsys, curate, ["extract", "--backend", SYNTHETIC, "--videos", tmp_path / name, "--out",
+                                           tmp_path / "o"])
     assert line == f"slp-curate: error: --videos: {tmp_path / name}: {problem}"
 
 
@@ -146,8 +138,8 @@ def _refuse(monkeypatch, folder: Path) -> list[str]:
 
 def test_an_unreadable_video_folder_is_one_line(videos, tmp_path, capsys, monkeypatch):
     asked = _refuse(monkeypatch, videos)
-    line = error_line(["extract", "--backend", SYNTHETIC, "--videos", str(videos), "--out", str(tmp_path / "o")],
-                      capsys)
+    line = one_line_error(capsys, curate, ["extract", "--backend", SYNTHETIC, "--videos", str(videos), "--out",
+                                           str(tmp_path / "o")])
     assert str(videos) in asked  # the walk met the refusal
     assert line == f"slp-curate: error: --videos: {videos}: cannot read the folder (Permission denied)"
 
@@ -218,14 +210,14 @@ def test_an_output_under_a_file_is_one_line(command, wlasl_build, videos, tmp_pa
             "render": ["render", shard, "--out", str(blocker / "clip")],
             "export-pose": ["export-pose", shard, "--key", key, "--out", str(blocker / "clip.pose")],
             "extract": ["extract", "--backend", SYNTHETIC, "--videos", str(videos), "--out", str(blocker)]}[command]
-    assert error_line(argv, capsys) == f"slp-curate: error: --out: {blocker}: is a file, not a folder"
+    assert one_line_error(capsys, curate, argv) == f"slp-curate: error: --out: {blocker}: is a file, not a folder"
 
 
 @pytest.mark.parametrize("name", [SUMMARY, "failures.jsonl"])
 def test_an_extract_output_whose_summary_is_a_folder_is_one_line(videos, tmp_path, capsys, name):
     (tmp_path / "out" / name).mkdir(parents=True)
-    line = error_line(["extract", "--backend", SYNTHETIC, "--videos", str(videos), "--out", str(tmp_path / "out")],
-                      capsys)
+    line = one_line_error(capsys, curate, ["extract", "--backend", SYNTHETIC, "--videos", videos, "--out",
+                                           tmp_path / "out"])
     assert line == (f"slp-curate: error: --out: {tmp_path / 'out' / name}: is a directory, not a file (the run "
                     f"writes its {name} there)")
 
@@ -234,7 +226,7 @@ def test_a_build_whose_parts_folder_is_a_file_is_one_line(tmp_path, capsys):
     config = write_fixture_datasets(tmp_path / "fixtures", ("wlasl",))
     (tmp_path / "build").mkdir()
     (tmp_path / "build" / "parts").write_text("x", encoding="utf-8")
-    line = error_line(["build", "--config", str(config), f"output={tmp_path / 'build'}"], capsys)
+    line = one_line_error(capsys, curate, ["build", "--config", str(config), f"output={tmp_path / 'build'}"])
     assert line == (f"slp-curate: error: {config}: output: {tmp_path / 'build' / 'parts'}: is a file, not a folder "
                     f"(the build writes its parts there)")
 
@@ -262,7 +254,7 @@ def test_stats_of_another_table_or_a_folder_is_one_line(tmp_path, capsys, table,
         manifest.mkdir()
     else:
         pq.write_table(table, manifest)
-    assert error_line(["stats", str(tmp_path)], capsys) == f"slp-curate: error: {manifest}: {message}"
+    assert one_line_error(capsys, curate, ["stats", str(tmp_path)]) == f"slp-curate: error: {manifest}: {message}"
 
 
 def test_export_pose_reads_past_a_garbled_member(wlasl_build, tmp_path, capsys):
@@ -279,8 +271,8 @@ def test_export_pose_reads_past_a_garbled_member(wlasl_build, tmp_path, capsys):
     garbled.write_bytes(data[:end] + b" " + data[end + 1:])
     curate(["export-pose", str(garbled), "--key", samples[1].key, "--out", str(tmp_path / "second.pose")])
     assert capsys.readouterr().out.startswith(f"{samples[1].key}: {len(samples[1].pose)} frames")
-    line = error_line(["export-pose", str(garbled), "--key", samples[0].key, "--out", str(tmp_path / "first.pose")],
-                      capsys)
+    line = one_line_error(capsys, curate, ["export-pose", garbled, "--key", samples[0].key, "--out",
+                                           tmp_path / "first.pose"])
     assert line == (f"slp-curate: error: {garbled}: no valid sample {samples[0].key} in this shard (1 skipped, "
                     f"first: unreadable pose.npy (TokenError: EOF in multi-line statement))")
 

@@ -9,6 +9,7 @@ import pytest
 
 from finetune.cli import main as finetune
 from slp.synthetic import SyntheticConfig, write_synthetic_corpus
+from tests.cli import one_line_error
 
 CONFIG = "configs/finetune/islr/synthetic.yaml"
 
@@ -24,16 +25,6 @@ def trained(tmp_path_factory):
     return shards, out / "run" / "best.safetensors"
 
 
-def _error(capsys, argv: list[str]) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        finetune(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err.strip()
-
-
 def test_head_record_holds_task_shapes_and_hash(trained):
     _, checkpoint = trained
     record = json.loads(checkpoint.with_name("head.json").read_text())
@@ -43,8 +34,8 @@ def test_head_record_holds_task_shapes_and_hash(trained):
 
 def test_eval_only_refuses_another_tasks_checkpoint(trained, capsys):
     shards, checkpoint = trained
-    err = _error(capsys, ["--task", "cslr", "--config", "configs/finetune/cslr/synthetic.yaml", shards,
-                          "--eval-only", "--checkpoint", str(checkpoint)])
+    err = one_line_error(capsys, finetune, ["--task", "cslr", "--config", "configs/finetune/cslr/synthetic.yaml",
+                                            shards, "--eval-only", "--checkpoint", str(checkpoint)])
     assert err == f"slp-finetune: error: checkpoint {checkpoint} is a 'islr' head, not 'cslr': run --task islr"
 
 
@@ -55,14 +46,14 @@ def test_eval_only_detects_a_damaged_checkpoint(trained, capsys, tmp_path):
     data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights
     damaged.write_bytes(bytes(data))
     (tmp_path / "head.json").write_text(checkpoint.with_name("head.json").read_text())
-    err = _error(capsys, ["--task", "islr", "--config", CONFIG, shards, f"output={tmp_path / 'eval'}",
+    err = one_line_error(capsys, finetune, ["--task", "islr", "--config", CONFIG, shards, f"output={tmp_path / 'eval'}",
                           "--eval-only", "--checkpoint", str(damaged)])
     assert "is damaged: its sha256 differs" in err
 
 
 def test_eval_only_refuses_a_head_of_another_shape(trained, capsys, tmp_path):
     shards, checkpoint = trained
-    err = _error(capsys, ["--task", "islr", "--config", CONFIG, shards, f"output={tmp_path / 'eval'}",
+    err = one_line_error(capsys, finetune, ["--task", "islr", "--config", CONFIG, shards, f"output={tmp_path / 'eval'}",
                           "encoder.manual.width=64", "--eval-only", "--checkpoint", str(checkpoint)])
     assert "does not fit the head built from this config" in err
 
@@ -92,12 +83,12 @@ def test_user_errors_are_one_line(trained, capsys, tmp_path, problem):
     else:
         argv += ["--pretrained", str(tmp_path / "no_encoder")]
         expected = "--pretrained"
-    assert expected in _error(capsys, argv)
+    assert expected in one_line_error(capsys, finetune, argv)
 
 
 def test_a_split_without_samples_for_the_task_is_one_line(trained, capsys, tmp_path):
     shards, _ = trained
-    err = _error(capsys, ["--task", "islr", "--config", CONFIG, shards, f"output={tmp_path / 'run'}",
+    err = one_line_error(capsys, finetune, ["--task", "islr", "--config", CONFIG, shards, f"output={tmp_path / 'run'}",
                           "data.dev_split=nonexistent"])
     assert "no nonexistent samples of dataset synthetic" in err
 
@@ -107,4 +98,5 @@ def test_tasks_are_registered_by_their_head_modules(capsys):
 
     assert {name: module.__name__ for name, module in registered_tasks().items()} == {
         "cslr": "finetune.cslr", "islr": "finetune.islr", "retrieval": "finetune.retrieval", "slt": "finetune.slt"}
-    assert "argument --task: invalid choice: 'nope'" in _error(capsys, ["--task", "nope", "--config", CONFIG])
+    argv = ["--task", "nope", "--config", CONFIG]
+    assert "argument --task: invalid choice: 'nope'" in one_line_error(capsys, finetune, argv)

@@ -21,6 +21,7 @@ from slp.data.shards import iter_samples
 from slp.extract.backends import find_mediapipe_python
 from slp.pose.export import write_pose_79
 from slp.synthetic import SyntheticConfig, generate_sentences, write_synthetic_corpus
+from tests.cli import one_line_error
 from tests.extract_fakes import unavailable, write_synthetic_videos
 from tests.test_hub_export import head_folder_of_untrained_head
 
@@ -51,16 +52,6 @@ def _predict(capsys, *argv: str, status: int = 0) -> tuple[str, str]:
         slp_predict(list(argv))
     captured = capsys.readouterr()
     return captured.out, captured.err
-
-
-def _error(capsys, *argv: str) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        slp_predict(list(argv))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err.strip()
 
 
 def _evaluation_top5(run, sample) -> tuple[list[int], torch.Tensor]:
@@ -194,20 +185,21 @@ def test_user_errors_are_one_line(run, tmp_path, capsys):
     _, folder, test = run
     model = str(folder / "model")
     pose = str(write_pose_79(tmp_path / "c.pose", test[0].pose, 25.0, 1280, 720))
-    assert "no such folder, nor a Hub repository" in _error(capsys, "--model", str(tmp_path / "absent"), pose)
+    assert "no such folder, nor a Hub repository" in one_line_error(
+        capsys, slp_predict, ["--model", tmp_path / "absent", pose])
     encoder_like = tmp_path / "encoder"
     encoder_like.mkdir()
-    assert "not a fine-tuned head folder" in _error(capsys, "--model", str(encoder_like), pose)
+    assert "not a fine-tuned head folder" in one_line_error(capsys, slp_predict, ["--model", str(encoder_like), pose])
     (tmp_path / "bad.npy").write_bytes(b"x")
-    assert _error(capsys, "--model", model, str(tmp_path / "bad.npy")).startswith(
+    assert one_line_error(capsys, slp_predict, ["--model", model, str(tmp_path / "bad.npy")]).startswith(
         f"slp-predict: error: {tmp_path / 'bad.npy'}")
     write_synthetic_videos(tmp_path / "v", 1)
-    assert "--backend" in _error(capsys, "--model", model, str(tmp_path / "v" / "video_000.mp4"))
-    assert "not a retrieval head" in _error(capsys, "--model", model, pose, "--text", "hello")
-    assert "no sample 'absent'" in _error(capsys, "--model", model,
-                                          str(next((folder.parent / "corpus" / "shards").glob("*.tar"))),
-                                          "--key", "absent")
-    assert "--device" in _error(capsys, "--model", model, pose, "--device", "nonsense")
+    assert "--backend" in one_line_error(capsys, slp_predict, ["--model", model, str(tmp_path / "v" / "video_000.mp4")])
+    assert "not a retrieval head" in one_line_error(capsys, slp_predict, ["--model", model, pose, "--text", "hello"])
+    assert "no sample 'absent'" in one_line_error(
+        capsys, slp_predict, ["--model", model, next((folder.parent / "corpus" / "shards").glob("*.tar")), "--key",
+                              "absent"])
+    assert "--device" in one_line_error(capsys, slp_predict, ["--model", model, pose, "--device", "nonsense"])
 
 
 def test_a_real_pose_file_runs_through(run, realdata, tmp_path, capsys):

@@ -20,6 +20,7 @@ from slp.pose.layout import PART_COLORS, RIGHT_HAND
 from slp.pose.readers import read_pose, to_shard_pose
 from slp.render import BACKGROUND, VideoError, animation_frames, render_animation, video_frames
 from slp.synthetic import SyntheticConfig, generate_isolated
+from tests.cli import one_line_error
 from tests.extract_fakes import decoded_frames, write_synthetic_videos
 
 WIDTH, HEIGHT, FRAMES = 320, 240, 8
@@ -97,16 +98,6 @@ def test_video_frames_follow_the_start_and_the_fps(video):
     np.testing.assert_array_equal(np.asarray(frames[0])[undrawn], decoded[4][undrawn])
 
 
-def _curate_error(capsys, argv: list[str]) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        curate(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err.strip()
-
-
 def test_curate_render_draws_an_extracted_pose_on_its_source_video(video, tmp_path, capsys):
     curate(["extract", "--backend", BACKEND, "--videos", str(video.parent), "--out", str(tmp_path / "poses"),
             "--no-progress"])
@@ -129,25 +120,25 @@ def test_curate_render_draws_an_extracted_pose_on_its_source_video(video, tmp_pa
     curate(["render", str(pose_file), "--video", str(other), "--video-start", "0", "--out", str(tmp_path / "o")])
     assert f"video_000: {FRAMES} frames on {other} → " in capsys.readouterr().out
     # a video shorter than the pose from that start, a missing one, one that is not a video: one line each
-    err = _curate_error(capsys, ["render", str(pose_file), "--video", str(other), "--video-start", "3", "--out",
-                                 str(tmp_path / "o")])
+    err = one_line_error(capsys, curate, ["render", pose_file, "--video", other, "--video-start", "3", "--out",
+                                          tmp_path / "o"])
     assert f"--video {other}: {FRAMES} frames, but pose frame 7 is video frame 10 (the pose starts at frame 3)" in err
     missing = tmp_path / "missing.mp4"
-    assert _curate_error(capsys, ["render", str(pose_file), "--video", str(missing), "--out", str(tmp_path / "m")]) \
+    assert one_line_error(capsys, curate, ["render", pose_file, "--video", missing, "--out", tmp_path / "m"]) \
         == f"slp-curate: error: --video {missing}: no such file"
     (tmp_path / "garbage.mp4").write_bytes(b"not a video")
-    err = _curate_error(capsys, ["render", str(pose_file), "--video", str(tmp_path / "garbage.mp4"), "--out",
+    err = one_line_error(capsys, curate, ["render", str(pose_file), "--video", str(tmp_path / "garbage.mp4"), "--out",
                                  str(tmp_path / "g")])
     assert err.startswith(f"slp-curate: error: --video {tmp_path / 'garbage.mp4'}: not a readable video (")
     # the recorded video broken: one line naming it and the .pose; gone: a blank canvas, and the line says why
     video.write_bytes(b"not a video any more")
-    err = _curate_error(capsys, ["render", str(pose_file), "--out", str(tmp_path / "b")])
+    err = one_line_error(capsys, curate, ["render", str(pose_file), "--out", str(tmp_path / "b")])
     assert err.startswith(f"slp-curate: error: {video}: not a readable video (") and str(pose_file) in err
     video.unlink()
     curate(["render", str(pose_file), "--out", str(tmp_path / "blank")])
     assert f"on a blank canvas (its source video {video} is not there; give --video)" in capsys.readouterr().out
-    assert "--video-start 1: there is no video" in _curate_error(
-        capsys, ["render", str(pose_file), "--video-start", "1", "--out", str(tmp_path / "s")])
+    assert "--video-start 1: there is no video" in one_line_error(
+        capsys, curate, ["render", pose_file, "--video-start", "1", "--out", tmp_path / "s"])
 
 
 def test_predict_renders_a_video_input_on_its_frames(video, tmp_path, capsys):
