@@ -43,9 +43,10 @@ Variants, each for every seed and subset (the encoder is ``configs/pretrain/tiny
 
 Every slp variant is fine-tuned through ``slp-finetune``'s ``run_task`` with
 ``configs/finetune/islr/wlasl_hands_cpu.yaml`` (label smoothing 0.2, batch 32, lr 1e-3, StepLR × 0.1 at 2/3 of the
-epochs; the best dev epoch; the encoder at ``--encoder-lr-scale`` × lr when pre-trained, at lr from scratch) and
-its encoder is linear-probed (:func:`finetune.linear_probe.linear_probe`, fitted on the training signers, scored
-on the test signers). Recorded per run: test per-instance top-1 / top-5, probe top-1, the pre-training's final
+epochs; the best dev epoch; the encoder at ``--encoder-lr-scale`` × lr when pre-trained, frozen or warmed up if
+``--finetune-overrides`` say so, and from scratch learning as the head does from the first step) and its encoder
+is linear-probed (:func:`finetune.linear_probe.linear_probe`, fitted on the training signers, scored on the test
+signers). Recorded per run: test per-instance top-1 / top-5, probe top-1, the pre-training's final
 L_PR and L_STC (mean of the last 50 steps) and the seconds each stage took. Each run's ``result.json`` is kept
 under ``OUT/runs/<subset>/<variant>-<settings digest>/seed<k>`` and each pre-training under
 ``OUT/runs/<subset>/pretrain-<variant>-<settings digest>``, so a second call only runs what is missing.
@@ -481,6 +482,7 @@ class Setup:
     steps: int
     batch_size: int
     pretrain_seed: int
+    pretrain_overrides: tuple[str, ...]
     epochs: int
     encoder_lr_scale: float
     finetune_overrides: tuple[str, ...]
@@ -496,6 +498,8 @@ def pretrain_variant(subset: int, variant: RealVariant, setup: Setup) -> dict:
     record (``folder``, ``seconds``, final losses)."""
     settings = [variant.overrides, setup.pretraining[subset]["settings"], setup.text_model, setup.steps,
                 setup.batch_size, setup.pretrain_seed]
+    if setup.pretrain_overrides:  # (the pre-trainings without any keep their digests)
+        settings.append(list(setup.pretrain_overrides))
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     folder = setup.out / "runs" / str(subset) / f"pretrain-{variant.label}-{digest}"
     record = folder / "pretrain.json"
@@ -527,7 +531,7 @@ def pretrain_config(pretraining: dict, variant: RealVariant, setup: Setup, outpu
     return load_config(PretrainRunConfig, REPO / "configs" / "pretrain" / "tiny.yaml", [
         f"data.shards={json.dumps(pretraining['shards'])}", f"text.name_or_path={setup.text_model}",
         f"model.text_dim={setup.text_dim}", f"seed={setup.pretrain_seed}", f"data.seed={setup.pretrain_seed}",
-        f"data.batch_size={setup.batch_size}", f"output={output}", *variant.overrides])
+        f"data.batch_size={setup.batch_size}", f"output={output}", *variant.overrides, *setup.pretrain_overrides])
 
 
 def run_variant(subset: int, variant: RealVariant, seed: int, setup: Setup) -> dict:
@@ -614,7 +618,9 @@ def render(subset: int, variants: list[RealVariant], results: dict[str, list[dic
 def report_name(subsets: Sequence[int], args: argparse.Namespace) -> str:
     """A report file's stem: the subsets and the budget are in it, so reports of other subsets or budgets stand side
     by side."""
-    return f"real_islr-wlasl{'+'.join(map(str, subsets))}-{args.steps}steps-{args.epochs}epochs"
+    stem = f"real_islr-wlasl{'+'.join(map(str, subsets))}-{args.steps}steps-{args.epochs}epochs"
+    overrides = [*args.pretrain_overrides, *args.finetune_overrides]
+    return f"{stem}-{hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:8]}" if overrides else stem
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -626,6 +632,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=1000, help="pre-training steps per variant")
     parser.add_argument("--batch-size", type=int, default=32, help="pre-training batch")
     parser.add_argument("--pretrain-seed", type=int, default=0, help="the one pre-training's seed per variant")
+    parser.add_argument("--pretrain-overrides", nargs="*", default=[],
+                        help="key=value of every pre-training, after the variant's own (e.g. loss.lambda_stc=0.1)")
     finetuning_defaults = load_config(FinetuneConfig, FINETUNE_CONFIG).optim
     parser.add_argument("--epochs", type=int, default=finetuning_defaults.epochs,
                         help="fine-tuning epochs (StepLR at 2/3 of them)")
@@ -649,8 +657,8 @@ def main(argv: list[str] | None = None) -> dict:
     pretraining = {n: prepare_pretraining(source, n, args.out) for n in args.subsets}
     text_model = args.text_model or prepare_text_model(source, args.out)
     setup = Setup(args.out, text_model, AutoConfig.from_pretrained(text_model).d_model, args.steps, args.batch_size,
-                  args.pretrain_seed, args.epochs, args.encoder_lr_scale, tuple(args.finetune_overrides),
-                  args.segments, finetuning, pretraining)
+                  args.pretrain_seed, tuple(args.pretrain_overrides), args.epochs, args.encoder_lr_scale,
+                  tuple(args.finetune_overrides), args.segments, finetuning, pretraining)
     text_side = text_token_agreement(text_model, source.texts())
     print(f"text features ({text_side['example']!r}, {text_side['tokens']} tokens): mean cosine between different "
           f"glosses' texts by token position {text_side['mean_cosine_by_position']}")
@@ -673,7 +681,8 @@ def main(argv: list[str] | None = None) -> dict:
                       ("",), tuple(((v.label,), v) for v in variants))
         plot_table(shown, results[n], METRICS, args.out / f"{report_name([n], args)}.png")
     summary = {"seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size,
-               "pretrain_seed": args.pretrain_seed, "epochs": args.epochs,
+               "pretrain_seed": args.pretrain_seed, "pretrain_overrides": args.pretrain_overrides,
+               "epochs": args.epochs,
                "encoder_lr_scale": args.encoder_lr_scale, "finetune_overrides": args.finetune_overrides,
                "probe_segments": args.segments, "text_model": text_model, "text_side": text_side,
                "frame_size": [FRAME_WIDTH, FRAME_HEIGHT], "fps": FPS, "seconds": round(time.time() - began, 1),
