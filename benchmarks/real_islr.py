@@ -616,8 +616,8 @@ def render(subset: int, variants: list[RealVariant], results: dict[str, list[dic
 
 
 def report_name(subsets: Sequence[int], args: argparse.Namespace) -> str:
-    """A report file's stem: the subsets and the budget are in it, so reports of other subsets or budgets stand side
-    by side."""
+    """A report file's stem: the subsets, the budget and a digest of any overrides are in it, so reports of other
+    subsets, budgets or overrides stand side by side."""
     stem = f"real_islr-wlasl{'+'.join(map(str, subsets))}-{args.steps}steps-{args.epochs}epochs"
     overrides = [*args.pretrain_overrides, *args.finetune_overrides]
     return f"{stem}-{hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:8]}" if overrides else stem
@@ -672,8 +672,9 @@ def main(argv: list[str] | None = None) -> dict:
     for result in run_grid(run_variant, runs, args.jobs, "real ISLR runs"):
         results[result["subset"]][result["variant"]].append(result)
     tables = {}
-    budget = (f"{args.steps} pre-training steps of batch {args.batch_size}, {args.epochs} fine-tuning epochs, "
-              f"encoder lr × {args.encoder_lr_scale:g}")
+    budget = ", ".join([f"{args.steps} pre-training steps of batch {args.batch_size}",
+                        f"{args.epochs} fine-tuning epochs", f"encoder lr × {args.encoder_lr_scale:g}",
+                        *args.pretrain_overrides, *args.finetune_overrides])
     for n in args.subsets:
         tables[n] = render(n, variants, results[n], finetuning[n], budget)
         print("\n" + tables[n])

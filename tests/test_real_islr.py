@@ -4,6 +4,7 @@ its runs, and shows that slp pre-trained on other glosses beats a plain baseline
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -51,6 +52,24 @@ def test_hand_sides_follow_the_image_not_the_detection_order():
     assert (pose[:, BODY][:, :9] == 0).all()
     for part in (FACE, MOUTH):
         assert (pose[:, part] == 0).all()
+
+
+def test_report_names_tell_budgets_and_overrides_apart():
+    def name(*overrides: str, steps: int = 1000) -> str:
+        args = argparse.Namespace(steps=steps, epochs=40, pretrain_overrides=list(overrides), finetune_overrides=[])
+        return real_islr.report_name([100, 300], args)
+
+    assert name() == "real_islr-wlasl100+300-1000steps-40epochs"
+    assert name(steps=2500) == "real_islr-wlasl100+300-2500steps-40epochs"
+    lambda_01, lambda_03 = name("loss.lambda_stc=0.1"), name("loss.lambda_stc=0.3")
+    assert lambda_01.startswith(name() + "-") and len(lambda_01) == len(name()) + 9 and lambda_01 != lambda_03
+
+
+def test_pretrain_overrides_follow_the_variant_s_own(tmp_path):
+    setup = real_islr.Setup(tmp_path, "tiny_mbart", 64, 10, 8, 0, ("loss.lambda_stc=0.1", "loss.mask_ratio=0.5"), 1,
+                            1.0, (), 4, {}, {})
+    cfg = real_islr.pretrain_config({"shards": [str(tmp_path / "*.tar")]}, real_islr.VARIANTS["stc"], setup, tmp_path)
+    assert (cfg.loss.use_pr, cfg.loss.use_stc, cfg.loss.lambda_stc, cfg.loss.mask_ratio) == (False, True, 0.1, 0.5)
 
 
 def _assert_every_gloss_in_train_and_test(clips, split):
