@@ -54,7 +54,7 @@ from slp.data.shards import write_summary  # noqa: E402
 from slp.models.pretraining import PretrainingModel  # noqa: E402
 from slp.synthetic import SyntheticConfig, corpus_texts, write_synthetic_corpus  # noqa: E402
 from slp.synthetic.corpus import DATASET  # noqa: E402
-from slp.threads import threads_per_process, torch_threads  # noqa: E402
+from slp.threads import set_process_threads, threads_per_process, torch_threads  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -194,13 +194,17 @@ def run_grid(job: Callable[..., dict], runs: Sequence[tuple], jobs: int, desc: s
     """``job(*run)`` for every run, results in order; with ``jobs`` > 1 that many side by side in spawned processes.
     On CPU each job takes its share of the cores (``slp.threads``); one job runs in this process on that share and
     gives the caller back its own thread count afterwards."""
-    threads = torch.get_num_threads() if torch.cuda.is_available() else threads_per_process(jobs)
+    on_gpu = torch.cuda.is_available()
+    threads = torch.get_num_threads() if on_gpu else threads_per_process(jobs)
     if jobs <= 1:
         with torch_threads(threads):
             return [job(*run) for run in tqdm(runs, desc=desc, unit="run")]
     results: list[dict] = [{}] * len(runs)
+    # On CPU a worker's share goes into its OMP_NUM_THREADS too: code that sizes its own threads by the rule
+    # (slp-finetune's run_task) then keeps to the share, instead of taking every core beside the other jobs.
+    initializer, initargs = (torch.set_num_threads, (threads,)) if on_gpu else (set_process_threads, (jobs,))
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+                             initializer=initializer, initargs=initargs) as pool:
         futures = {pool.submit(job, *run): k for k, run in enumerate(runs)}
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run"):
             results[futures[future]] = future.result()
