@@ -46,6 +46,9 @@ def _finetune(tmp_path, corpus, name, *extra):
 @pytest.mark.learning
 @pytest.mark.slow
 def test_pretrained_beats_scratch_and_eval_only_reproduces(tmp_path, pretrained_tiny, capsys):
+    """Measured over seeds 0-4 on 1 thread (benchmarks/learning_margins.py), test top-1 points: from scratch above
+    2x chance by 3.3 / 5.0 / 9.2 / 10.8 / 24.2 (mean 10.5 ± 8.2), pre-trained above scratch by 40.8 / 36.7 / 33.3 /
+    27.5 / 47.5 (mean 37.2 ± 7.6); both checks ask for more than 0."""
     corpus_cfg, corpus, encoder = pretrained_tiny
     scratch = _finetune(tmp_path, corpus, "scratch")
     pretrained = _finetune(tmp_path, corpus, "pretrained", "--pretrained", str(encoder))

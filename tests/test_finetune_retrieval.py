@@ -165,6 +165,11 @@ RETRIEVAL_CORPUS = dict(num_glosses=12, num_signers=10, dev_signers=1, test_sign
 @pytest.mark.learning
 @pytest.mark.slow
 def test_retrieval_learns_on_held_out_signers_and_eval_only_reproduces(tmp_path, capsys):
+    """Measured over seeds 0-4 on 1 thread (benchmarks/learning_margins.py), test points, trained against
+    untrained: R@1 t2v 25.0 / 22.9 / 14.6 / 29.2 / 29.2 and v2t 8.3 / 14.6 / 10.4 / 8.3 / 12.5 above untrained (more
+    than 5 asked), and above 3x chance by at least 12.5 (t2v) and 4.2 (v2t); R@5 t2v 50.0-64.6 and v2t 35.4-54.2
+    above untrained (more than 15 asked), and above 2x chance by at least 41.7 and 25.0; the median rank more than
+    halves by 6.8-10.3 (t2v) and 6.0-7.8 (v2t) ranks."""
     corpus_cfg = SyntheticConfig(**RETRIEVAL_CORPUS)
     write_synthetic_corpus(tmp_path / "corpus", corpus_cfg)
     mbart = build_tiny_mbart(tmp_path / "mbart", corpus_texts(corpus_cfg))
@@ -178,6 +183,6 @@ def test_retrieval_learns_on_held_out_signers_and_eval_only_reproduces(tmp_path,
     assert "T2V" in table and "V2T" in table and "MedR" in table
     result = trained["test"]
     print(f"\n{table}")
-    assert_retrieval_beats(result, untrained, len(test), "trained vs untrained", r1_chance=3, r5_chance=2,
+    assert_retrieval_beats(result, untrained, len(test), "trained vs untrained", r1_chance=3, r1_margin=5, r5_chance=2,
                            r5_margin=15)
     assert again["test"] == result and again["dev"] == trained["dev"]

@@ -81,6 +81,8 @@ def test_nla_options_train_every_part_of_the_two_clip_backbone():
 @pytest.mark.learning
 @pytest.mark.slow
 def test_heatmap_islr_learns_end_to_end_and_eval_only_reproduces(tmp_path):
+    """Measured over seeds 0-4 on 1 thread (benchmarks/learning_margins.py): test top-1 above 2x chance by 66.7 /
+    44.4 / 38.9 / 66.7 / 50.0 points (mean 53.3 ± 12.8); the check asks for more than 0."""
     corpus_cfg = SyntheticConfig(num_glosses=6, num_signers=6, dev_signers=1, test_signers=1, repetitions=3,
                                  sentences_per_signer=0)
     write_synthetic_corpus(tmp_path / "corpus", corpus_cfg)

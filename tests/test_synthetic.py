@@ -85,6 +85,8 @@ def _resample(sample, frames: int) -> torch.Tensor:
 
 @pytest.mark.learning
 def test_small_classifier_learns_glosses_of_held_out_signers():
+    """Measured over seeds 0-4 on 1 thread (benchmarks/learning_margins.py): test accuracy 1.0 at every seed, 0.75
+    above 5x chance; the check asks for more than 0."""
     cfg = SyntheticConfig(num_glosses=20, num_signers=10, dev_signers=0, test_signers=2, repetitions=2,
                           sentences_per_signer=0)
     samples = list(generate_isolated(cfg))
