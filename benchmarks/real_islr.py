@@ -34,10 +34,11 @@ Variants, each for every seed and subset (the encoder is ``configs/pretrain/tiny
 
 - ``scratch``: ISLR from a randomly initialised encoder (Table XIII's α = 0);
 - ``pr+stc``, ``pr``, ``stc``: pre-trained on the pre-training set (:func:`pretrain_on_one_device`) with both
-  objectives, pose reconstruction only (the ablations' ``NO_STC``), or sign-text contrast only (their ``NO_PR``,
-  and no masking: m = 0 without a reconstruction to learn), then fine-tuned from the saved encoder. Each variant
-  is pre-trained once (``--pretrain-seed``) and every seed fine-tunes from that encoder: the seeds' spread is the
-  fine-tuning's, as a user who pre-trains once and fine-tunes sees it;
+  objectives (STC weighted ``--lambda-stc``: 0.1 by default, where the paper has 1, which gains less at this size:
+  README, "Real signers"), pose reconstruction only (the ablations' ``NO_STC``), or sign-text contrast only
+  (their ``NO_PR``, and no masking: m = 0 without a reconstruction to learn), then fine-tuned from the saved
+  encoder. Each variant is pre-trained once (``--pretrain-seed``) and every seed fine-tunes from that encoder:
+  the seeds' spread is the fine-tuning's, as a user who pre-trains once and fine-tunes sees it;
 - ``plain``: not slp at all, for context: a two-hand GRU over 32 resampled frames of wrist-relative hand shapes and
   wrist positions, trained with AdamW on the same training split (:func:`train_plain`).
 
@@ -51,8 +52,9 @@ L_PR and L_STC (mean of the last 50 steps) and the seconds each stage took. Each
 under ``OUT/runs/<subset>/<variant>-<settings digest>/seed<k>`` and each pre-training under
 ``OUT/runs/<subset>/pretrain-<variant>-<settings digest>``, so a second call only runs what is missing.
 
-Prints a table per subset and writes ``OUT/real_islr-wlasl<subsets>-<steps>steps-<epochs>epochs.json`` and a
-figure per subset beside it (``real_islr-wlasl<N>-<steps>steps-<epochs>epochs.png``).
+Prints a table per subset and writes ``OUT/real_islr-wlasl<subsets>-<steps>steps-<epochs>epochs-lambda<λ>.json``
+and a figure per subset beside it (``real_islr-wlasl<N>-<steps>steps-<epochs>epochs-lambda<λ>.png``; a digest of
+any overrides follows λ).
 
     python benchmarks/real_islr.py --out runs/real_islr --jobs 2
     python benchmarks/real_islr.py --subsets 100 --seeds 0 --steps 20 --epochs 1 --variants scratch pr+stc plain
@@ -498,8 +500,7 @@ def pretrain_variant(subset: int, variant: RealVariant, setup: Setup) -> dict:
     record (``folder``, ``seconds``, final losses)."""
     settings = [variant.overrides, setup.pretraining[subset]["settings"], setup.text_model, setup.steps,
                 setup.batch_size, setup.pretrain_seed]
-    if setup.pretrain_overrides:  # (the pre-trainings without any keep their digests)
-        settings.append(list(setup.pretrain_overrides))
+    settings.append(list(setup.pretrain_overrides))
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     folder = setup.out / "runs" / str(subset) / f"pretrain-{variant.label}-{digest}"
     record = folder / "pretrain.json"
@@ -618,7 +619,8 @@ def render(subset: int, variants: list[RealVariant], results: dict[str, list[dic
 def report_name(subsets: Sequence[int], args: argparse.Namespace) -> str:
     """A report file's stem: the subsets, the budget and a digest of any overrides are in it, so reports of other
     subsets, budgets or overrides stand side by side."""
-    stem = f"real_islr-wlasl{'+'.join(map(str, subsets))}-{args.steps}steps-{args.epochs}epochs"
+    stem = (f"real_islr-wlasl{'+'.join(map(str, subsets))}-{args.steps}steps-{args.epochs}epochs"
+            f"-lambda{args.lambda_stc:g}")
     overrides = [*args.pretrain_overrides, *args.finetune_overrides]
     return f"{stem}-{hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:8]}" if overrides else stem
 
@@ -629,11 +631,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--subsets", nargs="+", type=int, default=[100, 300], choices=[100, 300])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=1000, help="pre-training steps per variant")
+    parser.add_argument("--steps", type=int, default=2500, help="pre-training steps per variant")
     parser.add_argument("--batch-size", type=int, default=32, help="pre-training batch")
     parser.add_argument("--pretrain-seed", type=int, default=0, help="the one pre-training's seed per variant")
+    parser.add_argument("--lambda-stc", type=float, default=0.1,
+                        help="STC's weight in pre-training (the paper's is 1; at this size 0.1 pays off more: README)")
     parser.add_argument("--pretrain-overrides", nargs="*", default=[],
-                        help="key=value of every pre-training, after the variant's own (e.g. loss.lambda_stc=0.1)")
+                        help="key=value of every pre-training, after the variant's own (e.g. loss.mask_ratio=0.5)")
     finetuning_defaults = load_config(FinetuneConfig, FINETUNE_CONFIG).optim
     parser.add_argument("--epochs", type=int, default=finetuning_defaults.epochs,
                         help="fine-tuning epochs (StepLR at 2/3 of them)")
@@ -657,8 +661,8 @@ def main(argv: list[str] | None = None) -> dict:
     pretraining = {n: prepare_pretraining(source, n, args.out) for n in args.subsets}
     text_model = args.text_model or prepare_text_model(source, args.out)
     setup = Setup(args.out, text_model, AutoConfig.from_pretrained(text_model).d_model, args.steps, args.batch_size,
-                  args.pretrain_seed, tuple(args.pretrain_overrides), args.epochs, args.encoder_lr_scale,
-                  tuple(args.finetune_overrides), args.segments, finetuning, pretraining)
+                  args.pretrain_seed, (f"loss.lambda_stc={args.lambda_stc:g}", *args.pretrain_overrides), args.epochs,
+                  args.encoder_lr_scale, tuple(args.finetune_overrides), args.segments, finetuning, pretraining)
     text_side = text_token_agreement(text_model, source.texts())
     print(f"text features ({text_side['example']!r}, {text_side['tokens']} tokens): mean cosine between different "
           f"glosses' texts by token position {text_side['mean_cosine_by_position']}")
@@ -673,7 +677,8 @@ def main(argv: list[str] | None = None) -> dict:
         results[result["subset"]][result["variant"]].append(result)
     tables = {}
     budget = ", ".join([f"{args.steps} pre-training steps of batch {args.batch_size}",
-                        f"{args.epochs} fine-tuning epochs", f"encoder lr × {args.encoder_lr_scale:g}",
+                        f"λ_STC {args.lambda_stc:g}", f"{args.epochs} fine-tuning epochs",
+                        f"encoder lr × {args.encoder_lr_scale:g}",
                         *args.pretrain_overrides, *args.finetune_overrides])
     for n in args.subsets:
         tables[n] = render(n, variants, results[n], finetuning[n], budget)
@@ -682,7 +687,8 @@ def main(argv: list[str] | None = None) -> dict:
                       ("",), tuple(((v.label,), v) for v in variants))
         plot_table(shown, results[n], METRICS, args.out / f"{report_name([n], args)}.png")
     summary = {"seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size,
-               "pretrain_seed": args.pretrain_seed, "pretrain_overrides": args.pretrain_overrides,
+               "pretrain_seed": args.pretrain_seed, "lambda_stc": args.lambda_stc,
+               "pretrain_overrides": args.pretrain_overrides,
                "epochs": args.epochs,
                "encoder_lr_scale": args.encoder_lr_scale, "finetune_overrides": args.finetune_overrides,
                "probe_segments": args.segments, "text_model": text_model, "text_side": text_side,

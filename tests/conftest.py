@@ -19,7 +19,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REALDATA = Path(os.environ.get("SLP_REALDATA", REPO_ROOT.parent / "shared" / "realdata"))
 
 
-
 def pytest_configure(config):
     """Under pytest-xdist (``make test`` runs the suite on several workers) each worker is one of several processes
     sharing the cores: it takes its share by slp's thread rule, and the processes its tests start inherit that share
@@ -30,6 +29,7 @@ def pytest_configure(config):
         from slp.threads import set_process_threads
 
         set_process_threads(int(workers))
+
 
 #: Variables that are not a test's doing: pytest's own (the running test and phase), and those libraries set once
 #: when they are first imported, to the same value whichever test imports them (torch's inductor cache folder and

@@ -55,14 +55,15 @@ def test_hand_sides_follow_the_image_not_the_detection_order():
 
 
 def test_report_names_tell_budgets_and_overrides_apart():
-    def name(*overrides: str, steps: int = 1000) -> str:
-        args = argparse.Namespace(steps=steps, epochs=40, pretrain_overrides=list(overrides), finetune_overrides=[])
+    def name(*overrides: str, steps: int = 1000, lambda_stc: float = 0.1) -> str:
+        args = argparse.Namespace(steps=steps, epochs=40, lambda_stc=lambda_stc, pretrain_overrides=list(overrides),
+                                  finetune_overrides=[])
         return real_islr.report_name([100, 300], args)
 
-    assert name() == "real_islr-wlasl100+300-1000steps-40epochs"
-    assert name(steps=2500) == "real_islr-wlasl100+300-2500steps-40epochs"
-    lambda_01, lambda_03 = name("loss.lambda_stc=0.1"), name("loss.lambda_stc=0.3")
-    assert lambda_01.startswith(name() + "-") and len(lambda_01) == len(name()) + 9 and lambda_01 != lambda_03
+    assert name() == "real_islr-wlasl100+300-1000steps-40epochs-lambda0.1"
+    assert name(steps=2500, lambda_stc=1.0) == "real_islr-wlasl100+300-2500steps-40epochs-lambda1"
+    mask_05, mask_06 = name("loss.mask_ratio=0.5"), name("loss.mask_ratio=0.6")
+    assert mask_05.startswith(name() + "-") and len(mask_05) == len(name()) + 9 and mask_05 != mask_06
 
 
 def test_pretrain_overrides_follow_the_variant_s_own(tmp_path):
@@ -104,9 +105,9 @@ def test_signer_split_drops_glosses_of_one_signer_and_picks_dev_signers_apart():
     assert real_islr.signer_independent_split(clips, dev_fraction=0.1) == split  # deterministic
 
 
-#: The short run's budget: pre-training steps (one pre-training, seed 0) and fine-tuning epochs; a few minutes on 2
-#: cores, and enough for the learning check below.
-SHORT_STEPS, SHORT_EPOCHS = 300, 10
+#: The short run's budget: pre-training steps (one pre-training, seed 0), STC's weight and fine-tuning epochs; a few
+#: minutes on 2 cores, and enough for the learning check below (measured at the paper's λ_STC = 1).
+SHORT_STEPS, SHORT_LAMBDA_STC, SHORT_EPOCHS = 300, 1, 10
 SHORT_SEEDS = (LEARNING_SEED, LEARNING_SEED + 1)
 
 
@@ -116,8 +117,8 @@ def short_run(realdata, tmp_path_factory):
     seeds side by side (--jobs 2), computed on the learning tests' thread count."""
     out = tmp_path_factory.mktemp("real_islr")
     args = ["--realdata", str(realdata), "--subsets", "100", "--seeds", *map(str, SHORT_SEEDS),
-            "--steps", str(SHORT_STEPS), "--epochs", str(SHORT_EPOCHS), "--variants", "scratch", "pr+stc", "plain",
-            "--jobs", "2", "--out", str(out)]
+            "--steps", str(SHORT_STEPS), "--lambda-stc", str(SHORT_LAMBDA_STC), "--epochs", str(SHORT_EPOCHS),
+            "--variants", "scratch", "pr+stc", "plain", "--jobs", "2", "--out", str(out)]
     with learning_threads():
         first = real_islr.main(args)
     results = sorted(out.glob("runs/100/*/seed*/result.json"))
@@ -182,10 +183,11 @@ def test_short_run_writes_table_json_and_figure_and_reuses_its_runs(short_run):
     table = first["tables"]["100"]
     assert "| variant | pre-training | fine-tuned top-1 (%) | fine-tuned top-5 (%) | probe top-1 (%) |" in table
     assert "| pr+stc | PR + STC | " in table and "| plain | " in table and "| pr | " not in table
-    stem = f"real_islr-wlasl100-{SHORT_STEPS}steps-{SHORT_EPOCHS}epochs"
+    stem = f"real_islr-wlasl100-{SHORT_STEPS}steps-{SHORT_EPOCHS}epochs-lambda{SHORT_LAMBDA_STC}"
     assert (out / f"{stem}.png").stat().st_size > 0
     assert json.loads((out / f"{stem}.json").read_text())["results"] == second["results"]
-    assert f"{SHORT_STEPS} pre-training steps of batch 32, {SHORT_EPOCHS} fine-tuning epochs" in table
+    assert (f"{SHORT_STEPS} pre-training steps of batch 32, λ_STC {SHORT_LAMBDA_STC}, {SHORT_EPOCHS} fine-tuning "
+            "epochs") in table
     # The second call read every run back: same results, result files untouched.
     assert len(results) == 6 and second["results"] == first["results"]
     assert [p.stat().st_mtime_ns for p in results] == stamps
@@ -202,7 +204,7 @@ def test_pretrained_slp_beats_the_plain_baseline_on_held_out_real_signers(short_
     clips, then fine-tuned for 10 epochs, against the plain two-hand GRU trained for the same 10 epochs.
 
     Measured on 1 thread (``python benchmarks/real_islr.py --subsets 100 --seeds 0 1 2 3 4 --steps 300
-    --epochs 10 --variants scratch pr+stc plain``), top-1 % for seeds 0-4:
+    --lambda-stc 1 --epochs 10 --variants scratch pr+stc plain``), top-1 % for seeds 0-4:
 
     - pre-trained slp 48.5 / 46.2 / 47.7 / 47.7 / 40.0;
     - the plain GRU 30.8 / 34.6 / 35.4 / 33.1 / 31.5;
