@@ -617,8 +617,8 @@ def render(subset: int, variants: list[RealVariant], results: dict[str, list[dic
 
 
 def report_name(subsets: Sequence[int], args: argparse.Namespace) -> str:
-    """A report file's stem: the subsets, the budget and a digest of any overrides are in it, so reports of other
-    subsets, budgets or overrides stand side by side."""
+    """A report file's stem: the subsets, the budget, λ_STC and a digest of any overrides are in it, so reports of
+    other subsets, budgets, weights or overrides stand side by side."""
     stem = (f"real_islr-wlasl{'+'.join(map(str, subsets))}-{args.steps}steps-{args.epochs}epochs"
             f"-lambda{args.lambda_stc:g}")
     overrides = [*args.pretrain_overrides, *args.finetune_overrides]
