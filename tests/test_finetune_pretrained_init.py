@@ -177,8 +177,8 @@ def _first_evaluation(tmp_path, corpus, text_model, pretrained, name, capsys) ->
 @pytest.mark.slow
 def test_retrieval_after_pretraining_is_far_above_chance_before_any_step(tmp_path, pretrained_tiny, tiny_mbart_dir,
                                                                          capsys):
-    """Measured over seeds 0-4 on 1 thread (benchmarks/learning_margins.py) (140 test pairs: chance R@1 0.7 %,
-    R@5 3.6 %). Before any step the pre-trained alignment gives test R@1 t2v 7.1 / 7.9 / 7.1 / 7.9 / 16.4 and v2t
+    """Measured over seeds 0-4 on 1 thread (benchmarks/learning_margins.py); 140 test pairs, chance R@1 0.7 %,
+    R@5 3.6 %. Before any step the pre-trained alignment gives test R@1 t2v 7.1 / 7.9 / 7.1 / 7.9 / 16.4 and v2t
     11.4 / 11.4 / 2.9 / 13.6 / 12.1, against 0.0-0.7 for fresh projectors on the same encoder; its R@5 leads theirs
     by 27.9-60.0 points (t2v) and 29.3-58.6 (v2t), and the median rank more than halves at every seed (by 20.8 ranks
     or more). Dev mean R@1 is above 5x chance by 9.3 / 7.9 / 2.9 / 15.0 / 19.3.
