@@ -45,14 +45,15 @@ lint: $(STAMP)
 # seed is printed first, and `make test TEST_SEED=N` repeats that order. The 20 slowest tests are listed at the end
 # (the suite's time budget: DEVELOPERS.md).
 # The tests run on TEST_WORKERS processes (pytest-xdist; one per core, at most 4), a test file on one worker, so that a
-# module's shared fixture runs once; each worker takes its share of the cores (tests/conftest.py). More than 4 would
-# not shorten the suite: its longest file, the real-signer run, then sets the time. TEST_WORKERS=0 runs in this process.
+# module's shared fixture runs once, and the longest file first; the fixtures that take minutes are built once per run
+# (tests/conftest.py says how). Each worker takes its share of the cores. More than 4 would not shorten the suite: its
+# longest file, the real-signer run, then sets the time. TEST_WORKERS=0 runs in this process.
 ifndef TEST_SEED
 TEST_SEED := $(shell od -An -N3 -tu4 /dev/urandom | tr -d ' ')
 endif
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 PYTEST := $(PY) -m pytest -q -ra --durations=20 -p randomly --randomly-seed=$(TEST_SEED) \
-	-n $(TEST_WORKERS) --dist loadfile
+	-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP) $(MP_STAMP) lint
 	@echo "test order: --randomly-seed=$(TEST_SEED) (repeat it with: make test TEST_SEED=$(TEST_SEED))"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 from dataclasses import dataclass, fields
@@ -29,6 +30,35 @@ def pytest_configure(config):
         from slp.threads import set_process_threads
 
         set_process_threads(int(workers))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The files marked ``longest`` go first. ``make test`` hands the files out to its pytest-xdist workers in this
+    order (``--dist loadfile --no-loadscope-reorder``), so that the run does not end on one of them while the other
+    workers are idle. The order is otherwise pytest-randomly's: it shuffles before this hook runs."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)``'s folder, built once per run: under pytest-xdist every worker's session fixtures are its own,
+    so a fixture that takes minutes would be built once per worker. Here the first worker to ask builds it in the
+    run's shared temporary folder, a worker asking meanwhile waits on the lock, and the others find it built."""
+    import fcntl
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    folder = tmp_path_factory.getbasetemp().parent / name
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed while building left
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
 
 
 #: Variables that are not a test's doing: pytest's own (the running test and phase), and those libraries set once
@@ -115,16 +145,19 @@ def learning_tests_compute_on_pinned_threads(request):
 
 @pytest.fixture
 def local_ray():
-    """``start(**ray_init_options)`` starts a local Ray for the test; after it Ray is shut down and the variables
-    ray.init set in this process's environment (PYTHONBREAKPOINT, RAY_AUTH_MODE, ...) are put back."""
+    """``start(**ray_init_options)`` starts a local Ray for the test as slp starts one (its workers at the test's
+    priority); after it Ray is shut down and the variables ray.init set in this process's environment
+    (PYTHONBREAKPOINT, RAY_AUTH_MODE, ...) are put back."""
     from tests.extract_fakes import unavailable
 
     if importlib.util.find_spec("ray") is None:
         unavailable("Ray is not installed: pip install 'ray[data]' (the dev extra installs it)")
     import ray
 
+    from slp.extract.ray_engine import start_local_ray
+
     environment = dict(os.environ)
-    yield lambda **options: ray.init(include_dashboard=False, log_to_driver=False, **options)
+    yield start_local_ray
     ray.shutdown()
     os.environ.clear()
     os.environ.update(environment)
@@ -140,11 +173,12 @@ def realdata() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_mbart_dir(tmp_path_factory) -> Path:
-    """A tiny mBART + sentencepiece tokenizer trained on the synthetic corpus texts (built once per session)."""
+    """A tiny mBART + sentencepiece tokenizer trained on the synthetic corpus texts (built once per run)."""
     from slp.synthetic import SyntheticConfig, corpus_texts
     from slp.text.tiny import build_tiny_mbart
 
-    return build_tiny_mbart(tmp_path_factory.mktemp("tiny_mbart"), corpus_texts(SyntheticConfig()))
+    return built_once(tmp_path_factory, "tiny_mbart",
+                      lambda out: build_tiny_mbart(out, corpus_texts(SyntheticConfig())))
 
 
 # Noisy signers with frequent detector failures: raw pose statistics no longer separate the glosses, features
@@ -169,21 +203,26 @@ def pretrained_tiny(tmp_path_factory, tiny_mbart_dir):
     from slp.text import FrozenTextEncoder
 
     corpus_cfg = SyntheticConfig(**PRETRAIN_CORPUS)
-    out = tmp_path_factory.mktemp("pretrained_tiny")
-    write_synthetic_corpus(out / "corpus", corpus_cfg)
-    run = load_config(PretrainRunConfig, REPO_ROOT / "configs" / "pretrain" / "tiny.yaml")
-    text_encoder = FrozenTextEncoder.from_pretrained(tiny_mbart_dir, 64)
-    torch.manual_seed(LEARNING_SEED)
-    model = PretrainingModel(run.model, run.loss)
-    data = PretrainDataConfig(shards=[str(out / "corpus" / "shards" / "*.tar")], batch_size=16, max_frames=64,
-                              max_text_tokens=64, shuffle_buffer=100, bucket_batches=4, seed=LEARNING_SEED)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    model.train()
-    with learning_threads():  # the learning tests' margins are measured on this many threads
-        for batch in itertools.islice(pretrain_batches(data, text_encoder.text_tokenizer), 400):
-            text = text_encoder(batch.input_ids, batch.text_mask)
-            loss = model(batch.pose, batch.frame_mask, batch.joint_mask, text, batch.text_mask, batch.paired)["loss"]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return corpus_cfg, out / "corpus", model.save_pretrained(out / "encoder", text_model=str(tiny_mbart_dir))
+
+    def build(out: Path) -> None:
+        write_synthetic_corpus(out / "corpus", corpus_cfg)
+        run = load_config(PretrainRunConfig, REPO_ROOT / "configs" / "pretrain" / "tiny.yaml")
+        text_encoder = FrozenTextEncoder.from_pretrained(tiny_mbart_dir, 64)
+        torch.manual_seed(LEARNING_SEED)
+        model = PretrainingModel(run.model, run.loss)
+        data = PretrainDataConfig(shards=[str(out / "corpus" / "shards" / "*.tar")], batch_size=16, max_frames=64,
+                                  max_text_tokens=64, shuffle_buffer=100, bucket_batches=4, seed=LEARNING_SEED)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+        model.train()
+        with learning_threads():  # the learning tests' margins are measured on this many threads
+            for batch in itertools.islice(pretrain_batches(data, text_encoder.text_tokenizer), 400):
+                text = text_encoder(batch.input_ids, batch.text_mask)
+                loss = model(batch.pose, batch.frame_mask, batch.joint_mask, text, batch.text_mask,
+                             batch.paired)["loss"]
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        model.save_pretrained(out / "encoder", text_model=str(tiny_mbart_dir))
+
+    out = built_once(tmp_path_factory, "pretrained_tiny", build)
+    return corpus_cfg, out / "corpus", out / "encoder"

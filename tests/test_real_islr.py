@@ -16,6 +16,8 @@ from slp.data.schema import validate_sample
 from slp.pose.layout import BODY, FACE, LEFT_HAND, MOUTH, RIGHT_HAND
 from tests.margins import LEARNING_SEED, assert_margin, learning_threads
 
+pytestmark = pytest.mark.longest  # the short run's fixture takes minutes
+
 RIGHT_WRIST, LEFT_WRIST = RIGHT_HAND.start, LEFT_HAND.start
 
 
@@ -106,9 +108,17 @@ def test_signer_split_drops_glosses_of_one_signer_and_picks_dev_signers_apart():
 
 
 #: The short run's budget: pre-training steps (one pre-training, seed 0), STC's weight and fine-tuning epochs; a few
-#: minutes on 2 cores, and enough for the learning check below (measured at the paper's λ_STC = 1).
+#: minutes on 2 cores, and enough for the learning check below (measured at the paper's λ_STC = 1). It runs the two rows
+#: that check compares; a run from scratch has its own, one-epoch test.
 SHORT_STEPS, SHORT_LAMBDA_STC, SHORT_EPOCHS = 300, 1, 10
 SHORT_SEEDS = (LEARNING_SEED, LEARNING_SEED + 1)
+SHORT_VARIANTS = ("pr+stc", "plain")
+
+
+def _short_args(realdata, out, *, seeds=SHORT_SEEDS, epochs=SHORT_EPOCHS, variants=SHORT_VARIANTS, more=()):
+    return ["--realdata", str(realdata), "--subsets", "100", "--seeds", *map(str, seeds), "--steps", str(SHORT_STEPS),
+            "--lambda-stc", str(SHORT_LAMBDA_STC), "--epochs", str(epochs), "--variants", *variants, *more,
+            "--jobs", "2", "--out", str(out)]
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +126,7 @@ def short_run(realdata, tmp_path_factory):
     """(out, summary of the first call, summary of the second call, result files, their mtimes): WLASL100 with two
     seeds side by side (--jobs 2), computed on the learning tests' thread count."""
     out = tmp_path_factory.mktemp("real_islr")
-    args = ["--realdata", str(realdata), "--subsets", "100", "--seeds", *map(str, SHORT_SEEDS),
-            "--steps", str(SHORT_STEPS), "--lambda-stc", str(SHORT_LAMBDA_STC), "--epochs", str(SHORT_EPOCHS),
-            "--variants", "scratch", "pr+stc", "plain", "--jobs", "2", "--out", str(out)]
+    args = _short_args(realdata, out)
     with learning_threads():
         first = real_islr.main(args)
     results = sorted(out.glob("runs/100/*/seed*/result.json"))
@@ -163,7 +171,7 @@ def test_written_split_is_signer_independent_with_every_gloss_in_train_and_test(
 def test_short_run_writes_table_json_and_figure_and_reuses_its_runs(short_run):
     out, first, second, results, stamps = short_run
     runs = first["results"]["100"]
-    assert set(runs) == {"scratch", "pr+stc", "plain"}
+    assert set(runs) == set(SHORT_VARIANTS)
     for label, seeds in runs.items():
         assert [run["seed"] for run in seeds] == list(SHORT_SEEDS)
         for run in seeds:
@@ -189,8 +197,25 @@ def test_short_run_writes_table_json_and_figure_and_reuses_its_runs(short_run):
     assert (f"{SHORT_STEPS} pre-training steps of batch 32, λ_STC {SHORT_LAMBDA_STC}, {SHORT_EPOCHS} fine-tuning "
             "epochs") in table
     # The second call read every run back: same results, result files untouched.
-    assert len(results) == 6 and second["results"] == first["results"]
+    assert len(results) == 4 and second["results"] == first["results"]
     assert [p.stat().st_mtime_ns for p in results] == stamps
+
+
+@pytest.mark.slow
+def test_a_run_from_scratch_learns_with_the_encoder_options_of_a_fresh_encoder(realdata, short_run):
+    """The scratch row: a fresh encoder, probed and fine-tuned (one epoch here) with the encoder learning as the head
+    does (lr scale 1, no freezing, no warm-up), whatever the options given for pre-trained encoders."""
+    out, *_ = short_run
+    frozen = ("optim.encoder_lr_scale=0.1", "optim.encoder_frozen_epochs=1", "optim.encoder_warmup_epochs=1")
+    summary = real_islr.main(_short_args(realdata, out, seeds=(LEARNING_SEED,), epochs=1, variants=("scratch",),
+                                         more=("--finetune-overrides", *frozen)))
+    (run,) = summary["results"]["100"]["scratch"]
+    assert "pretrain_seed" not in run and 0 <= run["top1"] <= run["top5"] <= 100 and 0 <= run["probe"] <= 100
+    assert "| scratch | none (α = 0) | " in summary["tables"]["100"]
+    (metrics,) = out.glob(f"runs/100/scratch-*/seed{LEARNING_SEED}/finetune/metrics.json")
+    optim = json.loads(metrics.read_text())["config"]["optim"]
+    assert (optim["encoder_lr_scale"], optim["encoder_frozen_epochs"], optim["encoder_warmup_epochs"]) == (1.0, 0, 0)
+    assert optim["epochs"] == 1
 
 
 #: Points of top-1 the pre-trained slp must beat the plain GRU by, per seed (the test's docstring has the measurement).

@@ -23,6 +23,10 @@ from slp import DISTRIBUTION
 from slp.extract.backends import BackendSpec, BackendUnavailable
 from slp.extract.pipeline import VideoExtractor, VideoJob, VideoResult
 
+#: Ray runs its workers at nice 15, below every other process of the machine. On a machine with other work, the
+#: extraction actors, which are this run's work, then get a few percent of a core. A Ray that slp starts for a run runs
+#: them at the caller's priority, unless the user set this variable; a cluster joined by address keeps its own setting.
+WORKER_NICENESS = "RAY_worker_niceness"
 #: Blocks per actor of the video list: enough that the pool stays busy to the end (a block is one actor task).
 _BLOCKS_PER_WORKER = 32
 UNAVAILABLE = "unavailable"  # the status of a result whose actor could not load the estimator
@@ -47,6 +51,16 @@ class _RayExtractor:
         return {f.name: [row[f.name] for row in rows] for f in dataclasses.fields(VideoResult)}
 
 
+def start_local_ray(**options) -> None:
+    """Start a Ray cluster on this machine for one run (``options`` go to ``ray.init``), its workers at this process's
+    priority (:data:`WORKER_NICENESS`). The caller restores its environment after ``ray.shutdown()``: ``ray.init``
+    and this function set variables in it."""
+    import ray
+
+    os.environ.setdefault(WORKER_NICENESS, "0")
+    ray.init(include_dashboard=False, log_to_driver=False, **options)
+
+
 def iter_ray(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch_size: int, workers: int, *,
              address: str | None = None, gpus_per_worker: float | None = None) -> Iterator[VideoResult]:
     """Results as the actors finish videos (``workers`` actors); see the module docstring."""
@@ -65,7 +79,7 @@ def iter_ray(jobs: list[VideoJob], spec: BackendSpec, out_dir: str | Path, batch
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+            start_local_ray()
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the pipeline's own bar counts videos and frames
