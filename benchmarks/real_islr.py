@@ -492,17 +492,20 @@ class Setup:
     finetuning: dict  # subset → its fine-tuning set's summary
     pretraining: dict  # subset → its pre-training set's shards and settings
 
+    @property
+    def text_model_key(self) -> str:
+        """The text model as the caches know it: the stand-in built in ``out`` by its content-named folder, so that the
+        runs are found again however ``--out`` is spelt or wherever it moves; another model by its name or path."""
+        path = Path(self.text_model)
+        return path.name if path.resolve().parent == self.out.resolve() else self.text_model
+
 
 def pretrain_variant(subset: int, variant: RealVariant, setup: Setup) -> dict:
     """Pre-train one variant for one subset once, with ``setup.pretrain_seed``; every fine-tuning seed starts from
     this encoder, so the seeds' spread is the fine-tuning's (the question is what one pre-training gives), and a
     pre-training costs once per variant. Cached in ``OUT/runs/<subset>/pretrain-<variant>-<digest>``; returns its
     record (``folder``, ``seconds``, final losses)."""
-    settings = [variant.overrides, setup.pretraining[subset]["settings"], setup.text_model, setup.steps,
-                setup.batch_size, setup.pretrain_seed]
-    settings.append(list(setup.pretrain_overrides))
-    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    folder = setup.out / "runs" / str(subset) / f"pretrain-{variant.label}-{digest}"
+    folder = pretrain_folder(subset, variant, setup)
     record = folder / "pretrain.json"
     folder.mkdir(parents=True, exist_ok=True)
     # Side by side (--jobs), a variant's other seeds wait here for the one run that pre-trains, then read its record.
@@ -511,6 +514,14 @@ def pretrain_variant(subset: int, variant: RealVariant, setup: Setup) -> dict:
         if not record.is_file():
             pretrain_into(folder, subset, variant, setup)
     return {**json.loads(record.read_text()), "folder": str(folder)}
+
+
+def pretrain_folder(subset: int, variant: RealVariant, setup: Setup) -> Path:
+    """Where :func:`pretrain_variant` caches one pre-training: named by a digest of what it depends on."""
+    settings = [variant.overrides, setup.pretraining[subset]["settings"], setup.text_model_key, setup.steps,
+                setup.batch_size, setup.pretrain_seed, list(setup.pretrain_overrides)]
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return setup.out / "runs" / str(subset) / f"pretrain-{variant.label}-{digest}"
 
 
 def pretrain_into(folder: Path, subset: int, variant: RealVariant, setup: Setup) -> None:

@@ -61,9 +61,17 @@ def _run(cmd: list[str]) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def test_two_rank_pretraining_learns_and_resumes_exactly(tmp_path, shards, tiny_mbart_dir):
-    straight = tmp_path / "straight"
-    _run(_command(straight, shards, tiny_mbart_dir))
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, shards, tiny_mbart_dir) -> Path:
+    """One uninterrupted run of the test command (a checkpoint at step 12): the losses both tests resume to. The
+    SIGTERM test's run saves no checkpoint at step 12, so its match also shows that saving one leaves the training
+    as it was."""
+    output = tmp_path_factory.mktemp("straight")
+    _run(_command(output, shards, tiny_mbart_dir))
+    return output
+
+
+def test_two_rank_pretraining_learns_and_resumes_exactly(tmp_path, shards, tiny_mbart_dir, straight):
     losses = _losses(straight)
     assert sorted(losses) == list(range(1, 25))
     first, last = sum(losses[s] for s in range(1, 7)) / 6, sum(losses[s] for s in range(19, 25)) / 6
@@ -78,7 +86,7 @@ def test_two_rank_pretraining_learns_and_resumes_exactly(tmp_path, shards, tiny_
         assert SignTextAlignment.from_pretrained(export)[1] == str(export / "text_model")
         assert same_text_model(str(export / "text_model"), str(tiny_mbart_dir))
     card = (straight / "encoder" / "README.md").read_text()
-    assert "Pre-trained for 24 of 24 optimiser steps on 2 rank(s)." in card and str(tmp_path) not in card
+    assert "Pre-trained for 24 of 24 optimiser steps on 2 rank(s)." in card and str(straight) not in card
     assert str(tiny_mbart_dir) not in card
 
     # Kill a second run once its step-12 checkpoint is complete, then resume it with the same command.
@@ -98,9 +106,8 @@ def test_two_rank_pretraining_learns_and_resumes_exactly(tmp_path, shards, tiny_
         assert abs(resumed[step] - losses[step]) <= 1e-6, (step, resumed[step], losses[step])
 
 
-def test_sigterm_saves_a_checkpoint_and_the_run_resumes_to_the_same_losses(tmp_path, shards, tiny_mbart_dir):
-    straight = tmp_path / "straight"
-    _run(_command(straight, shards, tiny_mbart_dir, "checkpoint.every_steps=1000"))
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes_to_the_same_losses(tmp_path, shards, tiny_mbart_dir,
+                                                                           straight):
     losses = _losses(straight)
     # A scheduler pre-empting the job signals the whole process group.
     stopped = tmp_path / "stopped"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +74,18 @@ def test_pretrain_overrides_follow_the_variant_s_own(tmp_path):
                             1.0, (), 4, {}, {})
     cfg = real_islr.pretrain_config({"shards": [str(tmp_path / "*.tar")]}, real_islr.VARIANTS["stc"], setup, tmp_path)
     assert (cfg.loss.use_pr, cfg.loss.use_stc, cfg.loss.lambda_stc, cfg.loss.mask_ratio) == (False, True, 0.1, 0.5)
+
+
+def test_cached_pre_trainings_are_found_however_out_is_spelt(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def folder(out: Path, text_model: str | None = None) -> str:
+        setup = real_islr.Setup(out, text_model or str(out / "tiny_mbart_word-0123abcd"), 64, 10, 8, 0, (), 1, 1.0,
+                                (), 4, {}, {100: {"settings": {"classes": [100, 2000]}}})
+        return real_islr.pretrain_folder(100, real_islr.VARIANTS["pr+stc"], setup).name
+
+    assert folder(Path("runs")) == folder(tmp_path / "runs") == folder(Path("elsewhere"))
+    assert folder(Path("runs"), "facebook/mbart-large-cc25") != folder(Path("runs"))  # another text model
 
 
 def _assert_every_gloss_in_train_and_test(clips, split):
