@@ -22,11 +22,13 @@ add tables). Prints each table in the paper's layout and writes ``OUT/ablations.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 import time
@@ -203,12 +205,28 @@ def run_grid(job: Callable[..., dict], runs: Sequence[tuple], jobs: int, desc: s
     # On CPU a worker's share goes into its OMP_NUM_THREADS too: code that sizes its own threads by the rule
     # (slp-finetune's run_task) then keeps to the share, instead of taking every core beside the other jobs.
     initializer, initargs = (torch.set_num_threads, (threads,)) if on_gpu else (set_process_threads, (jobs,))
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=initializer, initargs=initargs) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_job_process,
+                             initargs=(os.getpid(), initializer, initargs)) as pool:
         futures = {pool.submit(job, *run): k for k, run in enumerate(runs)}
         for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="run"):
             results[futures[future]] = future.result()
     return results
+
+
+#: prctl(2)'s option that has the kernel signal a process when its parent ends.
+PR_SET_PDEATHSIG = 1
+
+
+def _start_job_process(harness: int, initializer: Callable, initargs: tuple) -> None:
+    """A job process ends with the harness that started it: a job runs for up to an hour, and one left behind by a
+    killed harness would keep a core and the lock of the pre-training it runs, so that the next call waits on it
+    (Linux; elsewhere a job finishes its run first)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != harness:  # the harness was gone before the request
+            os._exit(1)
+    initializer(*initargs)
 
 
 def summarise(results: list[dict], metric: str) -> tuple[float, float, int]:

@@ -50,7 +50,9 @@ is linear-probed (:func:`finetune.linear_probe.linear_probe`, fitted on the trai
 signers). Recorded per run: test per-instance top-1 / top-5, probe top-1, the pre-training's final
 L_PR and L_STC (mean of the last 50 steps) and the seconds each stage took. Each run's ``result.json`` is kept
 under ``OUT/runs/<subset>/<variant>-<settings digest>/seed<k>`` and each pre-training under
-``OUT/runs/<subset>/pretrain-<variant>-<settings digest>``, so a second call only runs what is missing.
+``OUT/runs/<subset>/pretrain-<variant>-<settings digest>``, so a second call only runs what is missing (the digests
+name the word-level stand-in by its folder, so a moved or differently spelt ``--out`` finds its runs again). A killed
+call takes its jobs with it; a pre-training it left unfinished starts over.
 
 Prints a table per subset and writes ``OUT/real_islr-wlasl<subsets>-<steps>steps-<epochs>epochs-lambda<λ>.json``
 and a figure per subset beside it (``real_islr-wlasl<N>-<steps>steps-<epochs>epochs-lambda<λ>.png``; a digest of
@@ -510,7 +512,11 @@ def pretrain_variant(subset: int, variant: RealVariant, setup: Setup) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     # Side by side (--jobs), a variant's other seeds wait here for the one run that pre-trains, then read its record.
     with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a job beside this one, or another call of the benchmark, is pre-training it
+            tqdm.write(f"waiting for the pre-training in {folder}: another process is running it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if not record.is_file():
             pretrain_into(folder, subset, variant, setup)
     return {**json.loads(record.read_text()), "folder": str(folder)}
