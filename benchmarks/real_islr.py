@@ -52,7 +52,8 @@ L_PR and L_STC (mean of the last 50 steps) and the seconds each stage took. Each
 under ``OUT/runs/<subset>/<variant>-<settings digest>/seed<k>`` and each pre-training under
 ``OUT/runs/<subset>/pretrain-<variant>-<settings digest>``, so a second call only runs what is missing (the digests
 name the word-level stand-in by its folder, so a moved or differently spelt ``--out`` finds its runs again). A killed
-call takes its jobs with it; a pre-training it left unfinished starts over.
+call takes its jobs with it, and a pre-training it left unfinished goes on from its last checkpoint (every 250 steps)
+to the encoder and losses of an uninterrupted run.
 
 Prints a table per subset and writes ``OUT/real_islr-wlasl<subsets>-<steps>steps-<epochs>epochs-lambda<λ>.json``
 and a figure per subset beside it (``real_islr-wlasl<N>-<steps>steps-<epochs>epochs-lambda<λ>.png``; a digest of
@@ -536,7 +537,8 @@ def pretrain_into(folder: Path, subset: int, variant: RealVariant, setup: Setup)
     cfg = pretrain_config(setup.pretraining[subset], variant, setup, folder)
     losses: list[dict[str, float]] = []
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    pretrain_on_one_device(cfg, setup.steps, device, losses).encoder.save_pretrained(folder / "encoder")
+    model = pretrain_on_one_device(cfg, setup.steps, device, losses, checkpoint=folder / "checkpoint.pt")
+    model.encoder.save_pretrained(folder / "encoder")
     tail = losses[-LOSS_TAIL:]
     write_summary(folder / "pretrain.json", {
         "steps": setup.steps, "seed": setup.pretrain_seed, "seconds": round(time.time() - began, 1),

@@ -107,11 +107,11 @@ def stop_requested(device: torch.device) -> torch.Tensor:
     return any_rank(_Stop.requested, device)
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
 
-def _set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -126,7 +126,7 @@ def save_checkpoint(engine, out: Path, step: int, rank: int, model: PretrainingM
     # `latest` is written last, once every rank's files are complete: a run killed at any moment resumes
     # from a whole checkpoint.
     engine.save_checkpoint(str(ckpt), tag=tag, client_state={"step": step}, save_latest=False)
-    torch.save({"step": step, "loader": loader.state_dict(), "rng": _rng_state()},
+    torch.save({"step": step, "loader": loader.state_dict(), "rng": rng_state()},
                ckpt / tag / f"rank{rank:03d}_state.pt")
     if rank == 0:
         model.save_pretrained(ckpt / tag / "encoder", **export)
@@ -202,7 +202,7 @@ def train(cfg: PretrainRunConfig, resume: bool = False) -> dict:
         _, client = engine.load_checkpoint(str(out / "checkpoints"), tag=tag)
         start = int(client["step"])
         state = torch.load(out / "checkpoints" / tag / f"rank{rank:03d}_state.pt", weights_only=False)
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         loader_state = state["loader"]
     loader = PretrainLoader(cfg.data, text_encoder.text_tokenizer, rank=rank, world_size=world,
                             mask_ratio=cfg.loss.mask_ratio, state=loader_state)
