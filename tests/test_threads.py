@@ -47,7 +47,9 @@ from pathlib import Path
 from benchmarks.ablations import run_grid
 
 def job(k):
-    (Path(sys.argv[1]) / f"{k}.pid").write_text(str(os.getpid()))
+    written = Path(sys.argv[1]) / f".{k}"
+    written.write_text(str(os.getpid()))
+    written.rename(written.with_name(f"{k}.pid"))  # whole when the test sees it
     time.sleep(600)
 
 if __name__ == "__main__":
