@@ -215,7 +215,7 @@ def test_short_run_writes_table_json_and_figure_and_reuses_its_runs(short_run):
 
 
 @pytest.mark.slow
-def test_a_run_from_scratch_learns_with_the_encoder_options_of_a_fresh_encoder(realdata, short_run):
+def test_a_run_from_scratch_ignores_the_encoder_options_meant_for_pre_trained_encoders(realdata, short_run):
     """The scratch row: a fresh encoder, probed and fine-tuned (one epoch here) with the encoder learning as the head
     does (lr scale 1, no freezing, no warm-up), whatever the options given for pre-trained encoders."""
     out, *_ = short_run
