@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +91,30 @@ def test_cached_pre_trainings_are_found_however_out_is_spelt(tmp_path, monkeypat
     assert folder(Path("runs"), "facebook/mbart-large-cc25") != folder(Path("runs"))  # another text model
 
 
+def test_side_by_side_seeds_of_a_variant_wait_for_its_one_pre_training(tmp_path, monkeypatch, capsys):
+    """Two jobs of one variant (two seeds, ``--jobs 2``) that start together: the first pre-trains, the second waits
+    on the folder's lock and then reads the first's record. Two threads stand for the two processes: ``flock`` locks
+    each opening of the file on its own, in one process as in two."""
+    pre_trained, pre_training = [], threading.Event()
+
+    def pretrain_into(folder: Path, subset, variant, setup) -> None:
+        pre_trained.append(folder)
+        pre_training.set()
+        time.sleep(0.5)  # the second job asks meanwhile
+        (folder / "pretrain.json").write_text(json.dumps({"seed": 0, "seconds": 0.5}))
+
+    monkeypatch.setattr(real_islr, "pretrain_into", pretrain_into)
+    setup = real_islr.Setup(tmp_path, "tiny_mbart", 64, 10, 8, 0, (), 1, 1.0, (), 4, {}, {100: {"settings": {}}})
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(real_islr.pretrain_variant, 100, real_islr.VARIANTS["pr+stc"], setup)
+        assert pre_training.wait(30)
+        second = pool.submit(real_islr.pretrain_variant, 100, real_islr.VARIANTS["pr+stc"], setup)
+        records = first.result(), second.result()
+    assert len(pre_trained) == 1 and records[0] == records[1]
+    assert records[0] == {"seed": 0, "seconds": 0.5, "folder": str(pre_trained[0])}
+    assert f"waiting for the pre-training in {pre_trained[0]}: another process is running it" in capsys.readouterr().out
+
+
 def _assert_every_gloss_in_train_and_test(clips, split):
     signers = split.signers
     assert not (set(signers["train"]) & set(signers["test"]) or set(signers["train"]) & set(signers["dev"])
@@ -122,22 +149,25 @@ def test_signer_split_drops_glosses_of_one_signer_and_picks_dev_signers_apart():
 
 #: The short run's budget: pre-training steps (one pre-training, seed 0), STC's weight and fine-tuning epochs; a few
 #: minutes on 2 cores, and enough for the learning check below (measured at the paper's λ_STC = 1). It runs the two rows
-#: that check compares; a run from scratch has its own, one-epoch test.
+#: that check compares, with the learning tests' seed; a run from scratch has its own, one-epoch test. (Fewer steps
+#: fall short: at 200 the margin over the plain GRU was +9.1 ± 3.8 over seeds 0-4, mean - 3 std -2.3; at 150
+#: with 8 epochs +6.9 ± 2.7, mean - 3 std -1.2.)
 SHORT_STEPS, SHORT_LAMBDA_STC, SHORT_EPOCHS = 300, 1, 10
-SHORT_SEEDS = (LEARNING_SEED, LEARNING_SEED + 1)
+SHORT_SEEDS = (LEARNING_SEED,)
 SHORT_VARIANTS = ("pr+stc", "plain")
 
 
-def _short_args(realdata, out, *, seeds=SHORT_SEEDS, epochs=SHORT_EPOCHS, variants=SHORT_VARIANTS, more=()):
-    return ["--realdata", str(realdata), "--subsets", "100", "--seeds", *map(str, seeds), "--steps", str(SHORT_STEPS),
-            "--lambda-stc", str(SHORT_LAMBDA_STC), "--epochs", str(epochs), "--variants", *variants, *more,
-            "--jobs", "2", "--out", str(out)]
+def _short_args(realdata, out, *, epochs=SHORT_EPOCHS, variants=SHORT_VARIANTS, more=()):
+    return ["--realdata", str(realdata), "--subsets", "100", "--seeds", *map(str, SHORT_SEEDS),
+            "--steps", str(SHORT_STEPS), "--lambda-stc", str(SHORT_LAMBDA_STC), "--epochs", str(epochs),
+            "--variants", *variants, *more, "--jobs", "2", "--out", str(out)]
 
 
 @pytest.fixture(scope="module")
 def short_run(realdata, tmp_path_factory):
-    """(out, summary of the first call, summary of the second call, result files, their mtimes): WLASL100 with two
-    seeds side by side (--jobs 2), computed on the learning tests' thread count."""
+    """(out, summary of the first call, summary of the second call, result files, their mtimes): WLASL100, the
+    pre-trained slp's and the plain GRU's runs side by side (--jobs 2), computed on the learning tests' thread
+    count."""
     out = tmp_path_factory.mktemp("real_islr")
     args = _short_args(realdata, out)
     with learning_threads():
@@ -191,7 +221,6 @@ def test_short_run_writes_table_json_and_figure_and_reuses_its_runs(short_run):
             assert 0 <= run["top1"] <= run["top5"] <= 100
             assert ("probe" in run) == (label != "plain")
             assert ("loss_pr" in run and "loss_stc" in run) == (label == "pr+stc")
-    # One pre-training, run once while both seeds' jobs ran side by side, serves both fine-tuning seeds.
     (pretraining,) = out.glob("runs/100/pretrain-pr+stc-*")
     record = json.loads((pretraining / "pretrain.json").read_text())
     for run in runs["pr+stc"]:
@@ -210,7 +239,7 @@ def test_short_run_writes_table_json_and_figure_and_reuses_its_runs(short_run):
     assert (f"{SHORT_STEPS} pre-training steps of batch 32, λ_STC {SHORT_LAMBDA_STC}, {SHORT_EPOCHS} fine-tuning "
             "epochs") in table
     # The second call read every run back: same results, result files untouched.
-    assert len(results) == 4 and second["results"] == first["results"]
+    assert len(results) == 2 and second["results"] == first["results"]
     assert [p.stat().st_mtime_ns for p in results] == stamps
 
 
@@ -220,7 +249,7 @@ def test_a_run_from_scratch_ignores_the_encoder_options_meant_for_pre_trained_en
     does (lr scale 1, no freezing, no warm-up), whatever the options given for pre-trained encoders."""
     out, *_ = short_run
     frozen = ("optim.encoder_lr_scale=0.1", "optim.encoder_frozen_epochs=1", "optim.encoder_warmup_epochs=1")
-    summary = real_islr.main(_short_args(realdata, out, seeds=(LEARNING_SEED,), epochs=1, variants=("scratch",),
+    summary = real_islr.main(_short_args(realdata, out, epochs=1, variants=("scratch",),
                                          more=("--finetune-overrides", *frozen)))
     (run,) = summary["results"]["100"]["scratch"]
     assert "pretrain_seed" not in run and 0 <= run["top1"] <= run["top5"] <= 100 and 0 <= run["probe"] <= 100
